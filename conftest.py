@@ -1,0 +1,26 @@
+"""Test-run settings shared by the unit tests and the notebooks executed by nbval.
+
+The notebooks read SERIES_<PARAMETER> environment variables (see helpers.config.apply_env_overrides); the
+kernels nbval starts inherit this process's environment. A value already set by the caller wins, so e.g.
+`SERIES_PROFILE=small pytest --nbval notebooks` tests the small profile.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+TEST_ARTIFACTS = ROOT / ".test-artifacts"
+
+NOTEBOOK_TEST_SETTINGS = {
+    "SERIES_PROFILE": "tiny",                      # 01 in about a minute on two CPU cores
+    "SERIES_ARTIFACTS_DIR": str(TEST_ARTIFACTS),   # never touch the user's artifacts/
+    "MPLBACKEND": "Agg",
+}
+
+
+def pytest_configure(config):
+    for key, value in NOTEBOOK_TEST_SETTINGS.items():
+        os.environ.setdefault(key, value)
+    if Path(os.environ["SERIES_ARTIFACTS_DIR"]).resolve() == TEST_ARTIFACTS:
+        shutil.rmtree(TEST_ARTIFACTS, ignore_errors=True)  # each test session starts from nothing

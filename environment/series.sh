@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole series headless with papermill.
+# Executed notebooks and every artifact go to runs/<timestamp>/ (artifacts in runs/<timestamp>/artifacts),
+# so a run never touches another run's model. The profile is `auto`: base on a GPU, small on a CPU.
+# Override any notebook parameter with SERIES_<NAME>, e.g. SERIES_PROFILE=tiny bash environment/series.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash environment/setup.sh run
+py="${VENV:-.venv}/bin/python"
+out="${SERIES_RUN_DIR:-runs/$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+export SERIES_ARTIFACTS_DIR="${SERIES_ARTIFACTS_DIR:-$out/artifacts}"
+echo "series: executed notebooks -> $out, artifacts -> $SERIES_ARTIFACTS_DIR"
+for nb in notebooks/0*.ipynb; do
+  name=$(basename "$nb")
+  echo "series: running $name"
+  start=$(date +%s)
+  "$py" -m papermill "$nb" "$out/$name" --cwd notebooks --log-level WARNING --progress-bar
+  echo "series: $name done in $(( $(date +%s) - start )) s"
+done
+echo "series: all notebooks ran; open $out in JupyterLab to read them with their outputs"

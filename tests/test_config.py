@@ -1,0 +1,54 @@
+import pytest
+
+from helpers.config import ArtifactPaths, PROFILES, apply_env_overrides, resolve_max_len, resolve_profile
+from helpers.errors import ConfigError
+
+
+def test_profiles_are_consistent():
+    for prof in PROFILES.values():
+        assert prof.hidden_size % prof.num_attention_heads == 0
+        assert 0 < prof.accuracy_floor < 1
+    base = PROFILES["base"]
+    assert (base.num_hidden_layers, base.hidden_size, base.head_size) == (12, 768, 64)
+
+
+def test_auto_profile_follows_hardware(monkeypatch):
+    import helpers.config as config
+
+    monkeypatch.setattr(config, "has_cuda", lambda: False)
+    assert resolve_profile("auto").name == "small"
+    monkeypatch.setattr(config, "has_cuda", lambda: True)
+    assert resolve_profile(" AUTO ").name == "base"
+
+
+def test_unknown_profile_names_the_choices():
+    with pytest.raises(ConfigError, match=r"Unknown profile 'huge'.*tiny"):
+        resolve_profile("huge")
+
+
+def test_env_overrides_are_typed_and_reported(capsys):
+    params = dict(profile="auto", epochs=3, lr=0.1, overwrite=False, data_dir=None, max_len=None)
+    env = {"SERIES_PROFILE": "tiny", "SERIES_EPOCHS": "1", "SERIES_LR": "2e-3", "SERIES_OVERWRITE": "yes",
+           "SERIES_MAX_LEN": "64", "SERIES_DATA_DIR": "none", "UNRELATED": "x"}
+    out = apply_env_overrides(params, env)
+    assert out == dict(profile="tiny", epochs=1, lr=2e-3, overwrite=True, data_dir=None, max_len=64)
+    assert params["profile"] == "auto"  # the input is not modified
+    assert "profile = 'tiny' (from SERIES_PROFILE)" in capsys.readouterr().out
+
+
+def test_env_override_with_wrong_type_is_explained():
+    with pytest.raises(ConfigError, match="SERIES_EPOCHS='many' is not a valid int"):
+        apply_env_overrides({"epochs": 3}, {"SERIES_EPOCHS": "many"})
+
+
+def test_max_len_bounds():
+    assert resolve_max_len(None, PROFILES["tiny"]) == PROFILES["tiny"].max_len
+    assert resolve_max_len(200, PROFILES["tiny"]) == 200
+    with pytest.raises(ConfigError, match="between 3 and 512"):
+        resolve_max_len(1000, PROFILES["tiny"])
+
+
+def test_artifact_paths(tmp_path):
+    paths = ArtifactPaths.at(tmp_path / "a").ensure()
+    assert paths.root.is_dir()
+    assert paths.checkpoint == paths.root / "checkpoint" and paths.onnx.parent == paths.root
