@@ -1,0 +1,187 @@
+"""The metadata sidecar of a TensorRT engine, and the check that an engine still fits where it is loaded.
+
+A serialized engine is only valid for the TensorRT release that built it and, by default, for the GPU
+model it was built on (its kernels were timed there). It also silently goes stale when the ONNX it came
+from is re-exported. So every engine ``X.plan`` is written together with ``X.plan.json``::
+
+    {"tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
+     "onnx_file": "model.fp16.onnx", "onnx_sha256": "...", "precision": "fp16", "profiles": [...],
+     "input_dtypes": {"input_ids": "int32", ...}, ...}
+
+and :func:`check_engine` compares it with the running TensorRT, the GPU and the ONNX file before the engine
+is deserialized: a mismatch stops with :class:`~helpers.errors.EngineMismatchError` listing every
+difference, or, when asked, triggers a rebuild (:func:`engine_up_to_date`).
+
+The timing cache is keyed the same way: its file name carries the TensorRT version and compute capability
+(:func:`timing_cache_path`), so a cache from another release or GPU is never offered to the builder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import EngineMismatchError, MissingArtifactError
+from ..io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from .profiles import ProfilePlan
+
+FORMAT = 1
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class RunningEnvironment:
+    """What an engine must match where it is loaded."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+
+
+def running_environment(trt: Any, device: int = 0) -> RunningEnvironment:
+    """The TensorRT release of module ``trt`` and the name/compute capability of GPU ``device``."""
+    from ..env import gpu_identity
+    from .compat import features_of
+
+    gpu = gpu_identity(device)
+    return RunningEnvironment(features_of(trt).version, gpu.name, gpu.compute_capability)
+
+
+@dataclass(frozen=True)
+class EngineMetadata:
+    """Everything recorded beside an engine file."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    onnx_file: str
+    onnx_sha256: str
+    precision: str
+    profiles: tuple[dict[str, int], ...]
+    input_dtypes: dict[str, str]
+    output_dtypes: dict[str, str] = field(default_factory=dict)
+    workspace_bytes: int = 0
+    builder: str = "python-api"
+    build_seconds: float = 0.0
+    created: str = ""
+    format: int = FORMAT
+
+    def profile_plan(self) -> ProfilePlan:
+        return ProfilePlan.from_dicts(self.profiles, reason="as recorded in the engine's metadata")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["profiles"] = [dict(p) for p in self.profiles]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EngineMetadata":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        missing = [k for k in ("tensorrt_version", "gpu_name", "compute_capability", "onnx_file", "onnx_sha256",
+                               "precision", "profiles", "input_dtypes") if k not in known]
+        if missing:
+            raise EngineMismatchError(f"engine metadata lacks {missing}; rebuild the engine with 04_build_engine.")
+        known["profiles"] = tuple(dict(p) for p in known["profiles"])
+        return cls(**known)
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    """``model.fp16.plan`` -> ``model.fp16.plan.json``."""
+    p = Path(engine_path)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_engine(engine_path: str | os.PathLike[str], engine_bytes: bytes, metadata: EngineMetadata) -> Path:
+    """Write the engine and then its sidecar, each atomically (a reader never sees a half-written pair
+    with a valid sidecar: the sidecar is written last and names the ONNX hash it was built from)."""
+    path = Path(engine_path)
+    sidecar_path(path).unlink(missing_ok=True)
+    atomic_write_bytes(path, engine_bytes)
+    atomic_write_json(sidecar_path(path), metadata.to_dict())
+    return path
+
+
+def read_metadata(engine_path: str | os.PathLike[str]) -> EngineMetadata:
+    """Read an engine's sidecar; clear errors when the engine or sidecar is missing or unreadable."""
+    path = Path(engine_path)
+    if not path.is_file():
+        raise MissingArtifactError(f"no TensorRT engine at {path}; run notebook 04_build_engine first.")
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise EngineMismatchError(
+            f"engine {path.name} has no metadata sidecar {side.name}, so nothing says which TensorRT, GPU and "
+            "ONNX it belongs to; rebuild it with 04_build_engine (or pass rebuild=True).")
+    try:
+        return EngineMetadata.from_dict(read_json(side))
+    except (ValueError, TypeError) as exc:
+        raise EngineMismatchError(f"engine metadata {side} is unreadable ({exc}); rebuild the engine with 04_build_engine.") from None
+
+
+def mismatches(meta: EngineMetadata, running: RunningEnvironment, onnx_path: str | os.PathLike[str] | None) -> list[str]:
+    """Every reason the engine described by ``meta`` must not be used here (empty list: it fits)."""
+    problems = []
+    if meta.format != FORMAT:
+        problems.append(f"metadata format {meta.format}, this code reads format {FORMAT}")
+    if meta.tensorrt_version != running.tensorrt_version:
+        problems.append(f"built with TensorRT {meta.tensorrt_version}, running TensorRT {running.tensorrt_version} "
+                        "(serialized engines only load in the release that built them)")
+    if meta.compute_capability != running.compute_capability:
+        problems.append(f"built for compute capability {meta.compute_capability}, this GPU has "
+                        f"{running.compute_capability}")
+    elif meta.gpu_name != running.gpu_name:
+        problems.append(f"built on {meta.gpu_name!r}, running on {running.gpu_name!r} (kernels were timed on "
+                        "the other GPU)")
+    if onnx_path is not None:
+        onnx_path = Path(onnx_path)
+        if not onnx_path.is_file():
+            problems.append(f"its source ONNX {onnx_path} is gone (re-run 02_onnx_export)")
+        else:
+            digest = sha256_file(onnx_path)
+            if digest != meta.onnx_sha256:
+                problems.append(f"its source ONNX {onnx_path.name} changed since the build "
+                                f"(sha256 {meta.onnx_sha256[:12]}... then, {digest[:12]}... now)")
+    return problems
+
+
+def check_engine(engine_path: str | os.PathLike[str], running: RunningEnvironment,
+                 onnx_path: str | os.PathLike[str] | None = None) -> EngineMetadata:
+    """Return the engine's metadata if it fits ``running`` (and ``onnx_path``); else stop, listing why."""
+    meta = read_metadata(engine_path)
+    problems = mismatches(meta, running, onnx_path)
+    if problems:
+        raise EngineMismatchError(
+            f"TensorRT engine {Path(engine_path).name} does not fit here: " + "; ".join(problems) +
+            ". Rebuild it with 04_build_engine (or load it with rebuild=True).")
+    return meta
+
+
+def engine_up_to_date(engine_path: str | os.PathLike[str], running: RunningEnvironment,
+                      onnx_path: str | os.PathLike[str], build: Callable[[], Any], *, rebuild: bool = False) -> bool:
+    """Make sure a fitting engine is at ``engine_path``; return True if it had to be (re)built.
+
+    A missing, stale or foreign engine is rebuilt with ``build()`` when ``rebuild`` is true; otherwise the
+    reason is raised (:class:`MissingArtifactError` or :class:`EngineMismatchError`).
+    """
+    try:
+        check_engine(engine_path, running, onnx_path)
+        return False
+    except (MissingArtifactError, EngineMismatchError) as exc:
+        if not rebuild:
+            raise
+        print(f"rebuilding: {exc}")
+    build()
+    check_engine(engine_path, running, onnx_path)
+    return True
+
+
+def timing_cache_path(folder: str | os.PathLike[str], tensorrt_version: str, compute_capability: str) -> Path:
+    """Where the timing cache for one TensorRT release and one GPU architecture lives."""
+    cc = compute_capability.replace(".", "")
+    return Path(folder) / f"timing-trt{tensorrt_version}-sm{cc}.cache"

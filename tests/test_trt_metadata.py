@@ -1,0 +1,117 @@
+"""Engine metadata sidecars, the fit check, rebuild-on-request and timing-cache keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers.errors import EngineMismatchError, MissingArtifactError
+from helpers.trt.metadata import (EngineMetadata, RunningEnvironment, check_engine, engine_up_to_date, mismatches,
+                                  read_metadata, sidecar_path, timing_cache_path, write_engine)
+from helpers.trt.profiles import ShapeProfile
+
+H100 = RunningEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
+
+
+def meta_for(onnx_path, **changes) -> EngineMetadata:
+    from helpers.io import sha256_file
+
+    values = dict(tensorrt_version="10.13.0.35", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0",
+                  onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path), precision="fp16",
+                  profiles=(ShapeProfile(1, 8, 32, 1, 48, 128).to_dict(),),
+                  input_dtypes={"input_ids": "int32", "segment_ids": "int32"}, output_dtypes={"logits": "float32"})
+    values.update(changes)
+    return EngineMetadata(**values)
+
+
+@pytest.fixture()
+def built(tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx v1")
+    engine = write_engine(tmp_path / "model.fp16.plan", b"ENGINE", meta_for(onnx_path))
+    return engine, onnx_path
+
+
+def test_sidecar_round_trip(built):
+    engine, onnx_path = built
+    assert sidecar_path(engine).name == "model.fp16.plan.json"
+    meta = read_metadata(engine)
+    assert meta == meta_for(onnx_path)
+    assert meta.profile_plan().max_batch == 32
+    record = json.loads(sidecar_path(engine).read_text())
+    assert record["input_dtypes"] == {"input_ids": "int32", "segment_ids": "int32"}
+    assert record["compute_capability"] == "9.0" and record["tensorrt_version"] == "10.13.0.35"
+
+
+def test_a_fitting_engine_passes(built):
+    engine, onnx_path = built
+    assert check_engine(engine, H100, onnx_path).precision == "fp16"
+    assert mismatches(read_metadata(engine), H100, onnx_path) == []
+
+
+@pytest.mark.parametrize("running,pattern", [
+    (RunningEnvironment("11.4.0.106", H100.gpu_name, "9.0"), r"built with TensorRT 10.13.0.35, running TensorRT 11.4.0.106"),
+    (RunningEnvironment(H100.tensorrt_version, "NVIDIA A100-SXM4-80GB", "8.0"), r"compute capability 9.0, this GPU has 8.0"),
+    (RunningEnvironment(H100.tensorrt_version, "NVIDIA H100 PCIe", "9.0"), r"built on 'NVIDIA H100 80GB HBM3', running on 'NVIDIA H100 PCIe'"),
+])
+def test_other_tensorrt_or_gpu_stops_with_the_reason(built, running, pattern):
+    engine, onnx_path = built
+    with pytest.raises(EngineMismatchError, match=pattern + r".*Rebuild it with 04_build_engine"):
+        check_engine(engine, running, onnx_path)
+
+
+def test_changed_or_missing_onnx_stops(built):
+    engine, onnx_path = built
+    onnx_path.write_bytes(b"onnx v2, re-exported")
+    with pytest.raises(EngineMismatchError, match=r"model.onnx changed since the build"):
+        check_engine(engine, H100, onnx_path)
+    onnx_path.unlink()
+    with pytest.raises(EngineMismatchError, match=r"source ONNX .* is gone"):
+        check_engine(engine, H100, onnx_path)
+
+
+def test_every_difference_is_listed_at_once(built):
+    engine, onnx_path = built
+    onnx_path.write_bytes(b"changed")
+    problems = mismatches(read_metadata(engine), RunningEnvironment("11.4.0.106", "NVIDIA L4", "8.9"), onnx_path)
+    assert len(problems) == 3
+
+
+def test_missing_engine_or_sidecar(tmp_path, built):
+    engine, _ = built
+    with pytest.raises(MissingArtifactError, match="run notebook 04_build_engine first"):
+        read_metadata(tmp_path / "absent.plan")
+    sidecar_path(engine).unlink()
+    with pytest.raises(EngineMismatchError, match="has no metadata sidecar"):
+        read_metadata(engine)
+    sidecar_path(engine).write_text("{not json")
+    with pytest.raises(EngineMismatchError, match="unreadable"):
+        read_metadata(engine)
+    sidecar_path(engine).write_text(json.dumps({"precision": "fp16"}))
+    with pytest.raises(EngineMismatchError, match="lacks .*tensorrt_version"):
+        read_metadata(engine)
+
+
+def test_rebuild_only_when_asked(built):
+    engine, onnx_path = built
+    builds = []
+
+    def build():
+        builds.append(1)
+        write_engine(engine, b"NEW ENGINE", meta_for(onnx_path))
+
+    assert engine_up_to_date(engine, H100, onnx_path, build) is False  # fits: nothing to do
+    onnx_path.write_bytes(b"re-exported")
+    with pytest.raises(EngineMismatchError, match="changed since the build"):
+        engine_up_to_date(engine, H100, onnx_path, build)
+    assert builds == []
+    assert engine_up_to_date(engine, H100, onnx_path, build, rebuild=True) is True
+    assert builds == [1] and engine.read_bytes() == b"NEW ENGINE"
+
+
+def test_timing_cache_is_keyed_by_release_and_architecture(tmp_path):
+    a = timing_cache_path(tmp_path, "10.13.0.35", "9.0")
+    assert a.name == "timing-trt10.13.0.35-sm90.cache"
+    assert timing_cache_path(tmp_path, "11.4.0.106", "9.0") != a
+    assert timing_cache_path(tmp_path, "10.13.0.35", "8.9") != a

