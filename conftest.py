@@ -16,6 +16,18 @@ NOTEBOOK_TEST_SETTINGS = {
     "SERIES_PROFILE": "tiny",                      # 01 in about a minute on two CPU cores
     "SERIES_ARTIFACTS_DIR": str(TEST_ARTIFACTS),   # never touch the user's artifacts/
     "MPLBACKEND": "Agg",
+    # 02_onnx_export: time the tiny architecture, not BERT-base, in its quick side-by-side
+    "SERIES_SPEED_PROFILE": "tiny",
+    "SERIES_SPEED_ROUNDS": "3",
+    "SERIES_SPEED_WARMUP": "1",
+    # 06_benchmark: a reduced sweep so the notebook runs in about a minute on two CPU cores
+    "SERIES_BENCH_ARCH": "tiny",
+    "SERIES_BENCH_ITERS": "5",
+    "SERIES_BENCH_WARMUP": "1",
+    "SERIES_BENCH_ROUNDS": "2",
+    "SERIES_BENCH_BATCHES": "1,8",
+    "SERIES_BENCH_SEQS": "32,128",
+    "SERIES_BENCH_TEST_LIMIT": "400",
 }
 
 

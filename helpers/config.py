@@ -56,9 +56,13 @@ PROFILES: dict[str, ModelProfile] = {
     # Seconds on two CPU cores: enough to prove every step of the series, not a useful model.
     "tiny": ModelProfile("tiny", 64, 2, 2, 256, max_len=64, batch_size=64, epochs=1, lr=2e-3),
     # A CPU-sized model trained from scratch.
-    "small": ModelProfile("small", 256, 4, 4, 1024, max_len=128, batch_size=64, epochs=3, lr=5e-4),
+    "small": ModelProfile("small", 256, 4, 4, 1024, max_len=128, batch_size=64, epochs=3, lr=5e-4,
+                          accuracy_floor=0.80),
     # The BERT-base architecture (12 x 768), for GPUs or for fine-tuning a pretrained checkpoint.
-    "base": ModelProfile("base", 768, 12, 12, 3072, max_len=128, batch_size=32, epochs=3, lr=1e-4),
+    # From scratch, 12 post-LayerNorm layers stay at chance with lr 5e-5 or 1e-4 on this corpus (measured on an
+    # H100); 2e-5 with a 10 % warm-up learns.
+    "base": ModelProfile("base", 768, 12, 12, 3072, max_len=128, batch_size=32, epochs=3, lr=2e-5,
+                         accuracy_floor=0.78),
 }
 
 

@@ -31,7 +31,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 0.01
-    warmup_fraction: float = 0.06
+    warmup_fraction: float = 0.1
     seed: int = 42
     device: str = "cpu"
     eval_batch_size: int = 128
@@ -48,7 +48,7 @@ class TrainConfig:
 
 
 #: Learning rate for fine-tuning a pretrained checkpoint (training from scratch uses the profile's).
-FINETUNE_LR = 3e-5
+FINETUNE_LR = 2e-5
 
 
 def train_config_from(profile: ModelProfile, *, epochs: int | None = None, batch_size: int | None = None,

@@ -4,7 +4,7 @@ import pytest
 from helpers.config import PROFILES
 from helpers.data import Dataset, Split
 from helpers.errors import ConfigError
-from helpers.train import TrainConfig, evaluate, length_bucketed_batches, train_classifier, train_config_from
+from helpers.train import FINETUNE_LR, TrainConfig, evaluate, length_bucketed_batches, train_classifier, train_config_from
 
 
 def test_bucketed_batches_cover_every_index_once():
@@ -21,7 +21,7 @@ def test_config_checks_and_defaults():
         TrainConfig(batch_size=0)
     cfg = train_config_from(PROFILES["tiny"], epochs=2, device="cpu")
     assert cfg.epochs == 2 and cfg.batch_size == PROFILES["tiny"].batch_size and cfg.lr == PROFILES["tiny"].lr
-    assert train_config_from(PROFILES["base"], pretrained=True, device="cpu").lr < PROFILES["base"].lr
+    assert train_config_from(PROFILES["small"], pretrained=True, device="cpu").lr == FINETUNE_LR < PROFILES["small"].lr
 
 
 def test_training_learns_a_separable_toy_task(tiny_model, tokenizer, sentences):

@@ -1,0 +1,30 @@
+"""Inference backends behind one interface, and the :class:`Classifier` that turns texts into labels.
+
+``TensorRTBackend`` is imported lazily (on first attribute access) so that ``import helpers.backends``
+never imports TensorRT or CUDA bindings on a machine that lacks them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import Backend
+from .classifier import Classifier, Prediction, softmax
+from .feed import predict_feed
+from .onnxruntime import OrtBackend, OrtConfig
+from .timing import QuickLatency, quick_latency
+from .torch_backend import TorchBackend
+
+# TensorRTBackend is left out of __all__ so that a star import never touches TensorRT.
+__all__ = ["Backend", "Classifier", "OrtBackend", "OrtConfig", "Prediction", "QuickLatency", "TorchBackend",
+           "predict_feed", "quick_latency", "softmax"]
+
+_LAZY = {"TensorRTBackend": ".tensorrt"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``TensorRTBackend`` from :mod:`helpers.backends.tensorrt` only when it is asked for."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

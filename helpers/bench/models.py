@@ -1,0 +1,86 @@
+"""The models a benchmark runs: the trained checkpoint, and a randomly initialised architecture model.
+
+Speed does not depend on weight values, so the BERT-base *architecture* (12 layers x 768, Chinese BERT's
+vocabulary of 21,128 tokens) with random weights stands in for a pretrained BERT-base: no download, same
+arithmetic. Its ONNX files are written beside the benchmark results with the same export functions and
+recipe notebook 02 uses for the trained model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import resolve_profile
+from ..errors import MissingArtifactError
+
+#: Vocabulary size of Google's Chinese BERT-base (``bert-base-chinese``).
+CHINESE_BERT_VOCAB = 21128
+
+#: File name of each ONNX variant inside an ONNX folder (the names notebook 02 writes).
+ONNX_FILES: dict[str, str] = {"plain": "model.onnx", "fused": "model.fused.onnx", "int8": "model.int8.onnx",
+                              "fp16": "model.fp16.onnx"}
+
+
+@dataclass(frozen=True)
+class ArchitectureModel:
+    """A randomly initialised classifier of a named profile, and what its ONNX export needs."""
+
+    model: Any
+    profile: str
+    vocab_size: int
+    labels: tuple[str, ...] = ("negative", "positive")
+    max_len: int = 512
+
+
+def architecture_model(profile: str = "base", vocab_size: int = CHINESE_BERT_VOCAB, seed: int = 0) -> ArchitectureModel:
+    """The classifier of ``profile`` (e.g. ``base`` = BERT-base) with seeded random weights, in eval mode."""
+    import torch
+
+    from ..model import SentimentClassifier, bert_config
+
+    prof = resolve_profile(profile)
+    torch.manual_seed(seed)
+    model = SentimentClassifier(bert_config(prof, vocab_size), num_labels=2).eval()
+    return ArchitectureModel(model, prof.name, vocab_size)
+
+
+def onnx_paths(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """Variant name -> path inside ``folder`` (whether or not the file exists)."""
+    return {variant: Path(folder) / name for variant, name in ONNX_FILES.items()}
+
+
+def ensure_onnx_set(arch: ArchitectureModel, folder: str | os.PathLike[str], variants: tuple[str, ...] = ("plain", "fused", "int8"),
+                    log: Any = print) -> dict[str, Path]:
+    """Write the ONNX ``variants`` of ``arch`` into ``folder`` where missing; return variant -> path.
+
+    The recipe is notebook 02's: plain export (attention scale as a division) -> ONNX Runtime fused graph
+    (SkipLayerNormalization fusion off) -> dynamic INT8 of the fused graph; FP16 from the plain export.
+    """
+    from ..export import onnx_from_classifier
+    from ..onnx_variants import fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from
+
+    paths = onnx_paths(folder)
+    unknown = [v for v in variants if v not in paths]
+    if unknown:
+        raise MissingArtifactError(f"unknown ONNX variants {unknown}; choose from {list(paths)}.")
+    steps = {
+        "plain": lambda: onnx_from_classifier(arch.model, paths["plain"], labels=list(arch.labels),
+                                              max_len=arch.max_len, profile=arch.profile),
+        "fused": lambda: fused_onnx_from_plain(paths["plain"], paths["fused"]),
+        "int8": lambda: int8_onnx_from(paths["fused"], paths["int8"]),
+        "fp16": lambda: fp16_onnx_from_plain(paths["plain"], paths["fp16"]),
+    }
+    needs = {"plain": (), "fused": ("plain",), "int8": ("fused",), "fp16": ("plain",)}
+    required = set(variants)
+    for v in ("int8", "fp16", "fused"):  # dependants before what they depend on
+        if v in required:
+            required.update(needs[v])
+    for v in ONNX_FILES:  # plain, fused, int8, fp16: each after what it is made from
+        if v in required and not paths[v].is_file():
+            if log is not None:
+                log(f"writing {paths[v].name} ({arch.profile} architecture) ...")
+            steps[v]()
+    return {v: paths[v] for v in variants}

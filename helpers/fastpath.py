@@ -1,0 +1,218 @@
+"""The ONNX Runtime CPU fast path: measure which graph recipe is fastest on this machine, then build it.
+
+A *recipe* is a graph (the plain export, or the optimizer-fused graph with ``Attention`` on every layer),
+whether SkipLayerNormalization fusion is on (in the optimizer and in the session), and the precision
+(fp32 or dynamic INT8). :func:`speed_study` builds every recipe for a model architecture (BERT-base by
+default, random weights: speed does not depend on weight values) and times them side by side with
+PyTorch fp32 eager at one shape (the original article's 1 x 200). :func:`write_fast_path` then writes the
+winning fused and INT8 recipes, plus the FP16 graph for GPUs, for the trained model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .backends.onnxruntime import OrtBackend, OrtConfig
+from .backends.timing import QuickLatency, quick_latency
+from .backends.torch_backend import TorchBackend
+from .errors import ConfigError
+from .export import onnx_from_classifier, sample_feed
+from .onnx_variants import (SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport, fp16_onnx_from_plain,
+                            fused_onnx_from_plain, int8_onnx_from)
+
+#: Name of PyTorch fp32 eager, the baseline of every speed-up.
+PYTORCH = "pytorch fp32 eager"
+#: File names notebook 02 writes in ``artifacts/onnx``.
+ONNX_FILES = {"plain": "model.onnx", "fused": "model.fused.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to run the model with ONNX Runtime on a CPU."""
+
+    graph: str  # "plain" or "fused"
+    skip_layer_norm: bool
+    int8: bool
+
+    @property
+    def name(self) -> str:
+        sln = "SkipLayerNorm on" if self.skip_layer_norm else "SkipLayerNorm off"
+        return f"ort {'int8' if self.int8 else 'fp32'} {self.graph} ({sln})"
+
+    @property
+    def disabled_optimizers(self) -> tuple[str, ...]:
+        """Session optimizers to disable: SkipLayerNormalization fusion when it is off."""
+        return () if self.skip_layer_norm else (SKIP_LAYER_NORM_OPTIMIZER,)
+
+    @property
+    def file_name(self) -> str:
+        stem = "model" if self.graph == "plain" else f"model.fused-sln-{'on' if self.skip_layer_norm else 'off'}"
+        return f"{stem}{'.int8' if self.int8 else ''}.onnx"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "name": self.name, "disabled_optimizers": list(self.disabled_optimizers)}
+
+
+#: Every recipe the study measures; the plain fp32 graph with the session's defaults is ONNX Runtime "as is".
+RECIPES: tuple[Recipe, ...] = tuple(Recipe(g, sln, q) for q in (False, True) for g in ("plain", "fused")
+                                    for sln in (True, False))
+
+
+#: Relative difference of medians below which two recipes count as equally fast: two runs of the study on
+#: the development machine swapped the two best INT8 recipes, 65.6 vs 68.9 ms and then 69.5 vs 66.3 ms.
+TIE_MARGIN = 0.06
+#: Order of preference among tied recipes: the fused graph (one Attention kernel per layer) first, and
+#: SkipLayerNorm fusion off first (its kernel was the slower one where this was measured).
+PREFERENCE: tuple[tuple[str, bool], ...] = (("fused", False), ("fused", True), ("plain", False), ("plain", True))
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """The shape and model architecture of the speed study, and how long to measure."""
+
+    profile: str = "base"
+    batch: int = 1
+    seq_len: int = 200
+    rounds: int = 20
+    warmup: int = 3
+    threads: int = 0  # 0: every usable CPU, for PyTorch and ONNX Runtime alike
+    vocab_size: int = 21128  # Chinese BERT-base's vocabulary
+
+
+@dataclass(frozen=True)
+class SpeedStudy:
+    """Latencies of PyTorch and every recipe, measured side by side in one process."""
+
+    config: SpeedConfig
+    latencies: dict[str, QuickLatency]
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def median_ms(self, name: str) -> float:
+        return self.latencies[name].median_ms
+
+    def speedup(self, name: str) -> float:
+        """How many times faster than PyTorch fp32 eager (ratio of medians)."""
+        return self.median_ms(PYTORCH) / self.median_ms(name)
+
+    def fastest(self, *, int8: bool, graph: str | None = None, margin: float = TIE_MARGIN) -> Recipe:
+        """The fastest recipe of the given precision (and graph). Recipes within ``margin`` (relative) of the
+        lowest median count as tied, and a tie goes to the earliest in :data:`PREFERENCE`, so that run-to-run
+        noise does not flip the artifacts from one run to the next."""
+        pool = [r for r in RECIPES if r.int8 == int8 and (graph is None or r.graph == graph)]
+        best = min(self.median_ms(r.name) for r in pool)
+        tied = [r for r in pool if self.median_ms(r.name) <= best * (1.0 + margin)]
+        return min(tied, key=lambda r: PREFERENCE.index((r.graph, r.skip_layer_norm)))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per candidate for a table: name, median, p90, speed-up."""
+        return [{"candidate": n, "median_ms": round(q.median_ms, 2), "p90_ms": round(q.p90_ms, 2),
+                 "speedup_vs_pytorch": round(self.speedup(n), 2)} for n, q in self.latencies.items()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "shape": [self.config.batch, self.config.seq_len],
+            "baseline": PYTORCH,
+            "candidates": {n: {**q.to_dict(), "speedup_vs_pytorch": self.speedup(n)} for n, q in self.latencies.items()},
+            "recipes": {r.name: r.to_dict() for r in RECIPES},
+            "tie_margin": TIE_MARGIN,
+            "fastest": {"fp32_fused": self.fastest(int8=False, graph="fused").name,
+                        "fp32_any": self.fastest(int8=False).name, "int8": self.fastest(int8=True).name},
+            "environment": self.environment,
+        }
+
+
+def build_recipe_files(plain: str | os.PathLike[str], folder: str | os.PathLike[str]) -> dict[Recipe, Path]:
+    """Write the fused (SkipLayerNorm on/off) and INT8 graphs of every recipe next to ``plain``."""
+    plain, folder = Path(plain), Path(folder)
+    paths: dict[Recipe, Path] = {}
+    for recipe in sorted(RECIPES, key=lambda r: (r.int8, r.graph == "plain")):  # fused fp32 first: INT8 needs it
+        path = folder / recipe.file_name
+        if recipe.graph == "plain" and not recipe.int8:
+            path = plain
+        elif not recipe.int8:
+            fused_onnx_from_plain(plain, path, FusionConfig(skip_layer_norm=recipe.skip_layer_norm))
+        else:
+            source = plain if recipe.graph == "plain" else paths[Recipe("fused", recipe.skip_layer_norm, False)]
+            int8_onnx_from(source, path, disabled_optimizers=list(recipe.disabled_optimizers))
+        paths[recipe] = path
+    return paths
+
+
+def speed_study(config: SpeedConfig = SpeedConfig(), log: Callable[[str], Any] | None = print) -> SpeedStudy:
+    """Export ``config.profile``'s architecture (random weights), build every recipe in a temporary folder
+    and time them with PyTorch fp32 eager, interleaved, at ``batch x seq_len``."""
+    from .bench.models import architecture_model
+    from .bench.system import capture_environment, fix_cpu_threads
+
+    if config.rounds < 1 or config.batch < 1 or config.seq_len < 1:
+        raise ConfigError(f"speed study: rounds, batch and seq_len must be >= 1, got {config}.")
+    threads = fix_cpu_threads(config.threads or None)
+    arch = architecture_model(config.profile, config.vocab_size)
+    if config.seq_len > arch.max_len:
+        raise ConfigError(f"speed study: seq_len {config.seq_len} is above the model's {arch.max_len} positions.")
+    ids, seg = sample_feed(config.batch, config.seq_len, config.vocab_size, pad_inside=False)
+    with tempfile.TemporaryDirectory(prefix="fastpath-") as tmp:
+        if log:
+            log(f"exporting the {arch.profile} architecture and building {len(RECIPES)} recipes in {tmp} ...")
+        plain = onnx_from_classifier(arch.model, Path(tmp) / "model.onnx", labels=list(arch.labels),
+                                     max_len=arch.max_len, profile=arch.profile).path
+        files = build_recipe_files(plain, tmp)
+        # Spinning ONNX Runtime workers would steal the cores from the next candidate (measured here: PyTorch
+        # 231 -> 288 ms at 1 x 200 beside spinning sessions), so every session sleeps when idle.
+        ort_config = {r: OrtConfig(intra_op_threads=threads.ort_intra_op, disabled_optimizers=r.disabled_optimizers,
+                                   allow_spinning=False) for r in RECIPES}
+        with contextlib.ExitStack() as stack:
+            backends = {r.name: stack.enter_context(OrtBackend(files[r], ort_config[r])) for r in RECIPES}
+            reference = TorchBackend(arch.model)
+            candidates = {PYTORCH: lambda: reference.predict_logits(ids, seg)}
+            candidates.update({name: (lambda b=b: b.predict_logits(ids, seg)) for name, b in backends.items()})
+            if log:
+                log(f"timing {len(candidates)} candidates at {config.batch} x {config.seq_len}: "
+                    f"{config.warmup} warm-up + {config.rounds} rounds ...")
+            latencies = quick_latency(candidates, rounds=config.rounds, warmup=config.warmup)
+    return SpeedStudy(config, latencies, capture_environment(threads))
+
+
+def write_fast_path(plain: str | os.PathLike[str], folder: str | os.PathLike[str], *, fused: Recipe,
+                    int8: Recipe) -> dict[str, VariantReport]:
+    """Write ``model.fused.onnx`` (recipe ``fused``), ``model.int8.onnx`` (recipe ``int8``) and
+    ``model.fp16.onnx`` (from the plain export) into ``folder``; return a report per variant."""
+    if fused.graph != "fused" or fused.int8 or not int8.int8:
+        raise ConfigError(f"write_fast_path: need a fused fp32 recipe and an int8 recipe, got {fused.name} and {int8.name}.")
+    plain, folder = Path(plain), Path(folder)
+    out = {"fused": fused_onnx_from_plain(plain, folder / ONNX_FILES["fused"],
+                                          FusionConfig(skip_layer_norm=fused.skip_layer_norm))}
+    disabled = list(int8.disabled_optimizers)
+    if int8.graph == "plain":
+        out["int8"] = int8_onnx_from(plain, folder / ONNX_FILES["int8"], disabled_optimizers=disabled)
+    elif int8.skip_layer_norm == fused.skip_layer_norm:
+        out["int8"] = int8_onnx_from(out["fused"].path, folder / ONNX_FILES["int8"], disabled_optimizers=disabled)
+    else:
+        with tempfile.TemporaryDirectory(prefix="fused-") as tmp:
+            source = fused_onnx_from_plain(plain, Path(tmp) / "fused.onnx", FusionConfig(skip_layer_norm=int8.skip_layer_norm))
+            out["int8"] = int8_onnx_from(source.path, folder / ONNX_FILES["int8"], disabled_optimizers=disabled)
+    out["fp16"] = fp16_onnx_from_plain(plain, folder / ONNX_FILES["fp16"])
+    return out
+
+
+def plot_speed_study(study: SpeedStudy) -> Any:
+    """Horizontal bars of median latency per candidate (fastest on top), PyTorch in red, speed-ups as labels."""
+    import matplotlib.pyplot as plt
+
+    rows = sorted(study.rows(), key=lambda r: r["median_ms"])
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1))
+    ax.barh([r["candidate"] for r in rows], [r["median_ms"] for r in rows],
+            color=["tab:red" if r["candidate"] == PYTORCH else "tab:blue" for r in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel="median latency (ms), lower is better",
+           title=f"{study.config.profile} architecture, batch {study.config.batch} x {study.config.seq_len}, CPU")
+    for i, r in enumerate(rows):
+        ax.text(r["median_ms"], i, f" {r['speedup_vs_pytorch']:.1f}x", va="center")
+    fig.tight_layout()
+    return fig

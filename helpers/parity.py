@@ -1,0 +1,94 @@
+"""Numerical parity between two backends: max |logit difference|, argmax agreement, NaN count.
+
+Used by 02 (PyTorch vs ONNX Runtime variants) and by every later step that must prove it computes the same
+function (TensorRT in 05). Results are plain numbers with their case names; formatting happens only when
+they are shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .backends.base import Backend
+from .errors import InputError
+from .export import sample_feed
+
+
+#: fp32 ONNX vs PyTorch: largest |logit difference| allowed (and argmax must agree everywhere).
+FP32_MAX_ABS_DIFF = 1e-4
+#: FP16 graph vs fp32: least share of test sentences whose predicted label must agree.
+FP16_MIN_AGREEMENT = 0.995
+#: Dynamic INT8: largest test-accuracy loss allowed against fp32 PyTorch (0.5 percentage points).
+INT8_MAX_ACCURACY_DROP = 0.005
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """One comparison of candidate logits with reference logits on the same inputs."""
+
+    case: str
+    shape: tuple[int, int]  # (rows, labels) of the logits compared
+    max_abs_diff: float
+    mean_abs_diff: float
+    argmax_agreement: float
+    nan_count: int
+
+    def passed(self, max_abs_diff: float, min_agreement: float = 1.0) -> bool:
+        """True when there is no NaN, the difference is within ``max_abs_diff`` and agreement reaches ``min_agreement``."""
+        return (self.nan_count == 0 and self.max_abs_diff <= max_abs_diff
+                and self.argmax_agreement >= min_agreement)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "shape": list(self.shape)}
+
+
+def compare_logits(case: str, reference: np.ndarray, candidate: np.ndarray) -> ParityResult:
+    """Compare two ``[rows, labels]`` logit arrays. A candidate row with NaN disagrees and makes the
+    differences infinite (NaN must never pass a tolerance check)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.ndim != 2 or ref.shape != cand.shape:
+        raise InputError(f"parity {case}: reference {ref.shape} and candidate {cand.shape} must be equal [rows, labels].")
+    nan_rows = np.isnan(cand).any(axis=1)
+    diff = np.abs(ref - cand)
+    same = (ref.argmax(axis=1) == np.nan_to_num(cand, nan=-np.inf).argmax(axis=1)) & ~nan_rows
+    nan = int(nan_rows.sum())
+    return ParityResult(case, (int(ref.shape[0]), int(ref.shape[1])),
+                        float(np.inf) if nan else float(diff.max()),
+                        float(np.inf) if nan else float(diff.mean()),
+                        float(same.mean()), nan)
+
+
+def edge_feeds(vocab_size: int, max_len: int, large_batch: int = 64, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Feeds at the edge shapes: 1 x 1, 1 x max_len, and large_batch x max_len with id 0 inside rows."""
+    return {
+        "1x1": sample_feed(1, 1, vocab_size, seed=seed, pad_inside=False),
+        f"1x{max_len}": sample_feed(1, max_len, vocab_size, seed=seed + 1, pad_inside=False),
+        f"{large_batch}x{max_len} (padding inside rows)": sample_feed(large_batch, max_len, vocab_size, seed=seed + 2),
+    }
+
+
+def edge_parity(reference: Backend, candidate: Backend, feeds: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[ParityResult]:
+    """Run both backends on each feed (whole feed in one call) and compare."""
+    return [compare_logits(case, reference.predict_logits(ids, seg), candidate.predict_logits(ids, seg))
+            for case, (ids, seg) in feeds.items()]
+
+
+def accuracy(label_ids: np.ndarray, truth: np.ndarray) -> float:
+    """Share of predictions equal to the true label ids."""
+    return float(np.mean(np.asarray(label_ids) == np.asarray(truth)))
+
+
+def parity_report(reference: Backend, candidate: Backend, results: list[ParityResult], *,
+                  max_abs_diff: float = FP32_MAX_ABS_DIFF, min_agreement: float = 1.0) -> dict[str, Any]:
+    """A JSON-able record of ``results``: both backends, the tolerance, each case and whether all passed."""
+    return {
+        "reference": reference.describe(),
+        "candidate": candidate.describe(),
+        "tolerance": {"max_abs_diff": max_abs_diff, "min_argmax_agreement": min_agreement},
+        "passed": all(r.passed(max_abs_diff, min_agreement) for r in results),
+        "cases": [r.to_dict() for r in results],
+    }

@@ -1,0 +1,265 @@
+"""Export to ONNX and the ONNX variants, on a tiny randomly initialised classifier (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from helpers.bench.models import architecture_model
+from helpers.config import INPUT_NAMES, OUTPUT_NAME, PROFILES
+from helpers.errors import ExportError, MissingArtifactError
+from helpers.export import (ExportConfig, attention_scale_as_division, check_onnx, load_onnx, onnx_from_classifier,
+                            onnx_metadata, sample_feed)
+from helpers.onnx_variants import (FP16_MASK_VALUE, FusionConfig, fp16_onnx_from_plain, fp16_safe_constants,
+                                   fused_onnx_from_plain, int8_onnx_from)
+
+VOCAB = 120
+LABELS = ["negative", "positive"]
+LAYERS = PROFILES["tiny"].num_hidden_layers
+
+
+def run_onnx(path, ids, seg, disabled=()):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
+    return sess.run([OUTPUT_NAME], {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: seg})[0]
+
+
+def run_torch(model, ids, seg):
+    with torch.inference_mode():
+        return model(torch.from_numpy(ids), torch.from_numpy(seg)).numpy()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return architecture_model("tiny", VOCAB, seed=1).model
+
+
+@pytest.fixture(scope="module")
+def exported(tiny, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    summary = onnx_from_classifier(tiny, folder / "model.onnx", labels=LABELS, max_len=32, profile="tiny",
+                                   checkpoint_fingerprint="abc123", checkpoint_path="/ckpt/here")
+    return summary
+
+
+@pytest.fixture(scope="module")
+def fused(exported):
+    return fused_onnx_from_plain(exported.path, exported.path.with_name("model.fused.onnx"))
+
+
+# ------------------------------------------------------------------------------------------ the export patch
+def test_scale_patch_is_contained_and_exact_enough(tiny):
+    ids, seg = sample_feed(3, 12, VOCAB, seed=4)
+    before = run_torch(tiny, ids, seg)
+    with attention_scale_as_division(tiny) as n:
+        assert n == LAYERS
+        patched = run_torch(tiny, ids, seg)
+    assert not any("apply_attention_scale" in vars(m) for m in tiny.modules())
+    np.testing.assert_allclose(patched, before, atol=1e-6)
+
+
+def test_scale_patch_is_removed_after_an_error(tiny):
+    with pytest.raises(RuntimeError, match="boom"):
+        with attention_scale_as_division(tiny):
+            raise RuntimeError("boom")
+    assert not any("apply_attention_scale" in vars(m) for m in tiny.modules())
+
+
+# ------------------------------------------------------------------------------------------ plain export
+def test_io_contract_and_dynamic_axes(exported):
+    assert exported.inputs == {"input_ids": ("int32", ["batch", "seq_len"]),
+                               "segment_ids": ("int32", ["batch", "seq_len"])}
+    assert exported.outputs == {"logits": ("float", ["batch", 2])}
+
+
+def test_opset_and_layer_normalization(exported):
+    assert exported.opset >= 17
+    # one after the embeddings, two per encoder layer: bert4torch's built-in norm became ONNX LayerNormalization
+    assert exported.count("LayerNormalization") == 2 * LAYERS + 1
+    assert exported.count("Div") >= LAYERS  # the attention scale exported as a division
+
+
+def test_checker_and_shape_inference_pass(exported):
+    onnx.checker.check_model(str(exported.path), full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(onnx.load(str(exported.path)), strict_mode=True)
+    assert inferred.graph.output[0].name == "logits"
+
+
+def test_metadata_records_the_source(exported):
+    meta = onnx_metadata(exported.path)
+    assert meta["checkpoint_fingerprint"] == "abc123"
+    assert meta["checkpoint_path"] == "/ckpt/here"
+    assert meta["labels"] == LABELS
+    assert meta["max_len"] == 32 and meta["opset"] == exported.opset
+    assert meta["input_dtype"] == "int32" and meta["profile"] == "tiny" and meta["variant"] == "plain"
+    assert meta["num_hidden_layers"] == LAYERS
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 32), (5, 17), (16, 32)])
+def test_parity_with_padding_inside_rows(tiny, exported, shape):
+    ids, seg = sample_feed(*shape, VOCAB, seed=sum(shape))
+    if shape[1] > 3:
+        ids[0, 2], ids[0, -1] = 0, 7  # a pad id in the middle of a row, real tokens after it
+    got, want = run_onnx(exported.path, ids, seg), run_torch(tiny, ids, seg)
+    assert got.shape == (shape[0], 2) and got.dtype == np.float32
+    assert np.abs(got - want).max() <= 1e-4
+    assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_old_opset_is_refused(tiny, tmp_path):
+    with pytest.raises(ExportError, match="opset 14 has no LayerNormalization"):
+        onnx_from_classifier(tiny, tmp_path / "m.onnx", labels=LABELS, max_len=32, config=ExportConfig(opset=14))
+    assert not (tmp_path / "m.onnx").exists()
+
+
+# ------------------------------------------------------------------------------------------ fused
+def test_attention_fused_on_every_layer(fused, tiny):
+    assert fused.count("Attention") == LAYERS
+    assert fused.count("SkipLayerNormalization") == 0  # off by default
+    assert onnx_metadata(fused.path)["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
+    ids, seg = sample_feed(6, 20, VOCAB, seed=9)
+    ids[:, 5] = 0  # padding inside every row: the raw 2-D mask must keep parity
+    got = run_onnx(fused.path, ids, seg, disabled=["SkipLayerNormFusion"])
+    assert np.abs(got - run_torch(tiny, ids, seg)).max() <= 1e-4
+
+
+def test_skip_layer_norm_fusion_when_asked(exported, tmp_path):
+    report = fused_onnx_from_plain(exported.path, tmp_path / "sln.onnx", FusionConfig(skip_layer_norm=True))
+    assert report.count("SkipLayerNormalization") == 2 * LAYERS
+    assert onnx_metadata(report.path)["ort_disabled_optimizers"] == []
+
+
+def test_fusion_fails_loudly_without_the_division(tiny, tmp_path):
+    plain = onnx_from_classifier(tiny, tmp_path / "mul.onnx", labels=LABELS, max_len=32,
+                                 config=ExportConfig(scale_as_division=False))
+    with pytest.raises(ExportError, match=r"Attention fused on 0 of 2 layers .*scale_as_division=True"):
+        fused_onnx_from_plain(plain.path, tmp_path / "mul.fused.onnx")
+    assert not (tmp_path / "mul.fused.onnx").exists()
+
+
+# ------------------------------------------------------------------------------------------ int8 / fp16
+@pytest.mark.parametrize("source", ["plain", "fused"])
+def test_int8_is_quantized_and_close(source, exported, fused, tiny, tmp_path):
+    src = exported.path if source == "plain" else fused.path
+    report = int8_onnx_from(src, tmp_path / "int8.onnx")
+    assert report.count("MatMulInteger") + report.count("QAttention") > 0
+    meta = onnx_metadata(report.path)
+    assert meta["precision"] == "int8" and meta["checkpoint_fingerprint"] == "abc123"
+    ids, seg = sample_feed(8, 24, VOCAB, seed=3)
+    got = run_onnx(report.path, ids, seg, disabled=meta["ort_disabled_optimizers"])
+    assert np.isfinite(got).all()
+    assert np.abs(got - run_torch(tiny, ids, seg)).max() < 0.05
+
+
+def test_fp16_keeps_io_types_and_is_close(exported, tiny, tmp_path):
+    report = fp16_onnx_from_plain(exported.path, tmp_path / "fp16.onnx")
+    assert report.notes["mask_constants_replaced"] >= 1
+    summary = check_onnx(report.path)
+    assert summary.inputs["input_ids"][0] == "int32" and summary.outputs["logits"][0] == "float"
+    proto = load_onnx(report.path)
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
+    floats = [numpy_helper.to_array(n.attribute[0].t) for n in proto.graph.node
+              if n.op_type == "Constant" and n.attribute[0].t.data_type in (1, 10)]
+    assert min(float(a.min()) for a in floats if a.size) >= -65504  # no -3.4e38 left to overflow
+    ids, seg = sample_feed(8, 32, VOCAB, seed=5)
+    got = run_onnx(report.path, ids, seg)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    assert np.abs(got - run_torch(tiny, ids, seg)).max() < 1e-2
+
+
+def test_fp16_refuses_a_fused_graph(fused, tmp_path):
+    with pytest.raises(ExportError, match=r"contrib ops \['Attention'"):
+        fp16_onnx_from_plain(fused.path, tmp_path / "x.onnx")
+
+
+def test_fp16_safe_constants_replaces_only_the_mask_fill():
+    big = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32)))
+    ok = helper.make_node("Constant", [], ["d"], value=numpy_helper.from_array(np.array([1.5, -2.0], np.float32)))
+    graph = helper.make_graph([big, ok], "g", [], [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [])])
+    model = helper.make_model(graph)
+    assert fp16_safe_constants(model) == 1
+    assert float(numpy_helper.to_array(model.graph.node[0].attribute[0].t)) == FP16_MASK_VALUE
+    np.testing.assert_array_equal(numpy_helper.to_array(model.graph.node[1].attribute[0].t), [1.5, -2.0])
+
+
+def test_fp16_safe_constants_refuses_large_weights():
+    weights = numpy_helper.from_array(np.full((2, 2), 1e6, np.float32), "w")
+    model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[weights]))
+    with pytest.raises(ExportError, match="outside FP16's range"):
+        fp16_safe_constants(model)
+
+
+# ------------------------------------------------------------------------------------------ bad files
+def test_missing_file_names_the_notebook(tmp_path):
+    with pytest.raises(MissingArtifactError, match="run notebook 02_onnx_export first"):
+        check_onnx(tmp_path / "nope.onnx")
+
+
+def test_corrupt_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not protobuf" * 10)
+    with pytest.raises(ExportError, match="corrupt or truncated"):
+        check_onnx(bad)
+
+
+def test_foreign_model_is_refused(tmp_path):
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n"])])
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ExportError, match=r"expected inputs \['input_ids', 'segment_ids'\].*found inputs \['x'\]"):
+        check_onnx(path)
+
+
+# ------------------------------------------------------------------------------------------ the fast path
+def test_checkpoint_missing_names_notebook_01(tmp_path):
+    from helpers.export import require_checkpoint
+
+    with pytest.raises(MissingArtifactError, match=r"run notebooks/01_train.ipynb first"):
+        require_checkpoint(tmp_path / "checkpoint")
+
+
+def test_speed_study_and_fast_path_on_tiny(exported, tmp_path):
+    from helpers.fastpath import PYTORCH, RECIPES, SpeedConfig, speed_study, write_fast_path
+
+    assert len({r.name for r in RECIPES}) == 8  # {plain, fused} x SkipLayerNorm {on, off} x {fp32, int8}
+    study = speed_study(SpeedConfig(profile="tiny", seq_len=16, rounds=2, warmup=0), log=None)
+    assert set(study.latencies) == {PYTORCH, *(r.name for r in RECIPES)}
+    assert all(len(q.samples_ms) == 2 for q in study.latencies.values())
+    int8, fused = study.fastest(int8=True), study.fastest(int8=False, graph="fused")
+    assert int8.int8 and fused.graph == "fused" and not fused.int8
+    assert study.to_dict()["fastest"]["int8"] == int8.name and study.speedup(PYTORCH) == 1.0
+
+    # the opposite SkipLayerNorm choice for INT8 than for the fused graph: the INT8 source is built apart
+    fused_recipe = next(r for r in RECIPES if r.graph == "fused" and not r.int8 and not r.skip_layer_norm)
+    int8_recipe = next(r for r in RECIPES if r.graph == "fused" and r.int8 and r.skip_layer_norm)
+    out = write_fast_path(exported.path, tmp_path, fused=fused_recipe, int8=int8_recipe)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp16.onnx", "model.fused.onnx", "model.int8.onnx"]
+    assert onnx_metadata(out["fused"].path)["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert onnx_metadata(out["int8"].path)["ort_disabled_optimizers"] == []
+    assert out["int8"].count("QAttention") == LAYERS
+
+
+def test_fastest_recipe_breaks_ties_by_preference():
+    from helpers.backends.timing import QuickLatency
+    from helpers.fastpath import PYTORCH, RECIPES, SpeedConfig, SpeedStudy
+
+    def study(int8_ms: dict[tuple[str, bool], float]) -> SpeedStudy:
+        lat = {PYTORCH: QuickLatency(PYTORCH, (250.0,))}
+        for r in RECIPES:
+            ms = int8_ms[(r.graph, r.skip_layer_norm)] if r.int8 else 200.0
+            lat[r.name] = QuickLatency(r.name, (ms,))
+        return SpeedStudy(SpeedConfig(), lat)
+
+    # plain is 5 % faster: inside the tie margin, so the preferred fused graph with SkipLayerNorm off wins
+    tied = study({("plain", True): 66.3, ("plain", False): 66.3, ("fused", True): 74.7, ("fused", False): 69.5})
+    assert tied.fastest(int8=True).name == "ort int8 fused (SkipLayerNorm off)"
+    # plain is 20 % faster: a real difference, so plain wins (SkipLayerNorm off preferred among equals)
+    clear = study({("plain", True): 66.3, ("plain", False): 66.3, ("fused", True): 80.0, ("fused", False): 80.0})
+    assert clear.fastest(int8=True).name == "ort int8 plain (SkipLayerNorm off)"
+    assert clear.speedup("ort int8 plain (SkipLayerNorm on)") == pytest.approx(250.0 / 66.3)
