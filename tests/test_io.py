@@ -33,3 +33,14 @@ def test_atomic_dir_is_all_or_nothing(tmp_path):
     with atomic_dir(tmp_path / "d") as tmp:
         (tmp / "a").write_text("1")
     assert (tmp_path / "d" / "a").read_text() == "1"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        p = atomic_write_json(tmp_path / "x.json", {})
+    finally:
+        os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o644
