@@ -21,14 +21,13 @@ from .backends.onnxruntime import OrtBackend, OrtConfig
 from .backends.timing import QuickLatency, quick_latency
 from .backends.torch_backend import TorchBackend
 from .errors import ConfigError
-from .export import onnx_from_classifier, sample_feed
+from .export import ONNX_FILES, onnx_from_classifier, sample_feed
 from .onnx_variants import (SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport, fp16_onnx_from_plain,
                             fused_onnx_from_plain, int8_onnx_from)
 
 #: Name of PyTorch fp32 eager, the baseline of every speed-up.
 PYTORCH = "pytorch fp32 eager"
 #: File names notebook 02 writes in ``artifacts/onnx``.
-ONNX_FILES = {"plain": "model.onnx", "fused": "model.fused.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 
 
 @dataclass(frozen=True)

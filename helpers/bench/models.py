@@ -15,13 +15,11 @@ from typing import Any
 
 from ..config import resolve_profile
 from ..errors import MissingArtifactError
+from ..export import ONNX_FILES
 
 #: Vocabulary size of Google's Chinese BERT-base (``bert-base-chinese``).
 CHINESE_BERT_VOCAB = 21128
 
-#: File name of each ONNX variant inside an ONNX folder (the names notebook 02 writes).
-ONNX_FILES: dict[str, str] = {"plain": "model.onnx", "fused": "model.fused.onnx", "int8": "model.int8.onnx",
-                              "fp16": "model.fp16.onnx"}
 
 
 @dataclass(frozen=True)

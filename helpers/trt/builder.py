@@ -26,6 +26,7 @@ from typing import Any
 
 from ..config import INPUT_DTYPE, INPUT_NAMES, OUTPUT_NAME
 from ..errors import BackendError, ConfigError, ExportError, MissingArtifactError
+from ..export import ONNX_FILES as EXPORTED_ONNX
 from ..io import atomic_write_bytes, sha256_file
 from . import compat
 from .commands import run_command, trtexec_command
@@ -33,7 +34,7 @@ from .metadata import EngineMetadata, RunningEnvironment, now_utc, timing_cache_
 from .profiles import ProfilePlan
 
 #: 02's ONNX files, by the variant a precision plan asks for.
-ONNX_FILES: dict[str, str] = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
+ONNX_FILES: dict[str, str] = {"fp32": EXPORTED_ONNX["plain"], "fp16": EXPORTED_ONNX["fp16"]}
 
 
 @dataclass(frozen=True)
