@@ -94,25 +94,13 @@ def _tensors(tokenizer: SentenceTokenizer, rows: list[list[int]], device: str) -
     return torch.from_numpy(enc.input_ids).to(device), torch.from_numpy(enc.segment_ids).to(device)
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, tokenizer: SentenceTokenizer, texts: list[str], batch_size: int = 128,
-                   device: str = "cpu") -> np.ndarray:
-    """Logits for ``texts`` in their original order (batched by length)."""
-    model.eval()
-    rows, _ = tokenizer.encode_many(texts)
-    order = np.argsort([len(r) for r in rows], kind="stable")
-    out = np.zeros((len(texts), model.num_labels), dtype=np.float32)
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        ids, seg = _tensors(tokenizer, [rows[j] for j in idx], device)
-        out[idx] = model(ids, seg).float().cpu().numpy()
-    return out
-
-
 def evaluate(model: nn.Module, tokenizer: SentenceTokenizer, data: Dataset, batch_size: int = 128,
              device: str = "cpu") -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``data``."""
-    logits = predict_logits(model, tokenizer, data.texts, batch_size, device)
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (through the series' Classifier API)."""
+    from .backends import Classifier, TorchBackend
+
+    labels = [str(i) for i in range(model.num_labels)]
+    logits = Classifier(tokenizer, TorchBackend(model, device), labels, batch_size=batch_size).predict(data.texts).logits
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.labels)).item()
     return {"accuracy": float((logits.argmax(1) == data.labels).mean()), "loss": float(loss)}
 
