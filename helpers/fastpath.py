@@ -23,6 +23,7 @@ from .backends.torch_backend import TorchBackend
 from .errors import ConfigError
 from .export import ONNX_FILES, onnx_from_classifier, sample_feed
 from .onnx_variants import (SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport, fp16_onnx_from_plain,
+                            fused_fp16_onnx_from_plain,
                             fused_onnx_from_plain, int8_onnx_from)
 
 #: Name of PyTorch fp32 eager, the baseline of every speed-up.
@@ -180,8 +181,9 @@ def speed_study(config: SpeedConfig = SpeedConfig(), log: Callable[[str], Any] |
 
 def write_fast_path(plain: str | os.PathLike[str], folder: str | os.PathLike[str], *, fused: Recipe,
                     int8: Recipe) -> dict[str, VariantReport]:
-    """Write ``model.fused.onnx`` (recipe ``fused``), ``model.int8.onnx`` (recipe ``int8``) and
-    ``model.fp16.onnx`` (from the plain export) into ``folder``; return a report per variant."""
+    """Write ``model.fused.onnx`` (recipe ``fused``), ``model.int8.onnx`` (recipe ``int8``),
+    ``model.fp16.onnx`` (from the plain export, for TensorRT) and ``model.fused.fp16.onnx`` (fused for a GPU,
+    for ONNX Runtime CUDA) into ``folder``; return a report per variant."""
     if fused.graph != "fused" or fused.int8 or not int8.int8:
         raise ConfigError(f"write_fast_path: need a fused fp32 recipe and an int8 recipe, got {fused.name} and {int8.name}.")
     plain, folder = Path(plain), Path(folder)
@@ -197,6 +199,7 @@ def write_fast_path(plain: str | os.PathLike[str], folder: str | os.PathLike[str
             source = fused_onnx_from_plain(plain, Path(tmp) / "fused.onnx", FusionConfig(skip_layer_norm=int8.skip_layer_norm))
             out["int8"] = int8_onnx_from(source.path, folder / ONNX_FILES["int8"], disabled_optimizers=disabled)
     out["fp16"] = fp16_onnx_from_plain(plain, folder / ONNX_FILES["fp16"])
+    out["fused-fp16"] = fused_fp16_onnx_from_plain(plain, folder / ONNX_FILES["fused-fp16"])
     return out
 
 

@@ -13,6 +13,8 @@ function here), writes one new file atomically, copies the metadata with ``varia
 * :func:`fp16_onnx_from_plain` converts the plain export (standard ops only, what TensorRT's parser needs)
   to FP16 with LayerNormalization and Softmax kept in FP32 and the attention-mask fill value made
   FP16-safe; inputs and outputs keep their types (int32 in, float32 logits out).
+* :func:`fused_fp16_onnx_from_plain` is ONNX Runtime CUDA's fast path: the optimizer-fused graph (``Attention``,
+  SkipLayerNormalization, BiasGelu) converted to FP16 as a whole. Only ONNX Runtime runs it (contrib ops).
 """
 
 from __future__ import annotations
@@ -77,9 +79,8 @@ def _derived_metadata(source: Path, variant: str, precision: str, **extra: Any) 
 
 
 # ------------------------------------------------------------------------------------------ fused
-def fused_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLike[str],
-                          config: FusionConfig = FusionConfig()) -> VariantReport:
-    """Fuse the plain export with ONNX Runtime's BERT optimizer; every layer must get one ``Attention``.
+def _fuse(source: Path, config: FusionConfig, *, use_gpu: bool = False) -> tuple[Any, dict[str, int], int]:
+    """Run ONNX Runtime's BERT optimizer on ``source``; return (optimized model, op counts, layers).
 
     Raises :class:`ExportError` when fewer ``Attention`` nodes than ``num_hidden_layers`` appear (the
     usual cause: a graph exported without ``ExportConfig.scale_as_division``).
@@ -87,7 +88,6 @@ def fused_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLik
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
 
-    source, path = Path(source), Path(path)
     meta = onnx_metadata(source)
     layers, heads, hidden = meta["num_hidden_layers"], meta["num_attention_heads"], meta["hidden_size"]
     options = FusionOptions("bert")
@@ -97,13 +97,23 @@ def fused_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLik
         options.attention_mask_format = AttentionMaskFormat.AttentionMask
     # opt_level=0: only the Python fusions run here; the session applies its own graph optimisations later.
     optimized = optimizer.optimize_model(str(source), "bert", num_heads=heads, hidden_size=hidden,
-                                         optimization_options=options, opt_level=0)
+                                         optimization_options=options, opt_level=0, use_gpu=use_gpu)
     counts = op_counts(optimized.model)
     fused = counts.get("Attention", 0)
     if fused != layers:
         hint = ("the graph was exported with the scale as a Mul; export with ExportConfig(scale_as_division=True)"
                 if meta.get("attention_scale") != "division" else "check the optimizer's log above")
         raise ExportError(f"fuse: Attention fused on {fused} of {layers} layers of {source.name}; {hint}.")
+    return optimized, counts, layers
+
+
+def fused_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLike[str],
+                          config: FusionConfig = FusionConfig()) -> VariantReport:
+    """Fuse the plain export with ONNX Runtime's BERT optimizer; every layer must get one ``Attention``
+    (else :class:`ExportError`, see :func:`_fuse`)."""
+    source, path = Path(source), Path(path)
+    optimized, counts, layers = _fuse(source, config)
+    fused = counts["Attention"]
     disabled = [] if config.skip_layer_norm else [SKIP_LAYER_NORM_OPTIMIZER]
     set_metadata(optimized.model, _derived_metadata(
         source, "fused", "fp32", ort_disabled_optimizers=disabled,
@@ -240,3 +250,41 @@ def fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLike
     save_onnx(converted, path)
     return VariantReport(path, "fp16", source, op_counts(converted),
                          {"mask_constants_replaced": replaced, "kept_fp32": list(FP16_KEEP_FP32)})
+
+
+# ------------------------------------------------------------------------------------------ fused fp16
+#: Fusion options of the GPU graph: on a GPU the SkipLayerNormalization kernel is the fast one.
+GPU_FUSION = FusionConfig(skip_layer_norm=True)
+
+
+def fused_fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLike[str],
+                               config: FusionConfig = GPU_FUSION) -> VariantReport:
+    """FP16 graph for ONNX Runtime CUDA: the plain export fused for a GPU, then converted to FP16 whole.
+
+    Steps: fuse with ``use_gpu=True`` (every layer must get one ``Attention``, as in
+    :func:`fused_onnx_from_plain`); make scalar constants below FP16's range FP16-safe; set each
+    ``Attention``'s ``mask_filter_value`` (the optimizer copies bert4torch's ``finfo(float32).min``) to
+    :data:`FP16_MASK_VALUE`; convert to FP16 with ``keep_io_types`` (int32 ids in, float32 logits out).
+    ONNX Runtime's fused kernels keep their reductions (softmax, layer norm) in FP32 internally.
+    """
+    source, path = Path(source), Path(path)
+    optimized, _, layers = _fuse(source, config, use_gpu=True)
+    replaced = fp16_safe_constants(optimized.model)
+    lowest = float(np.finfo(np.float16).min)
+    for node in optimized.model.graph.node:
+        if node.op_type == "Attention":
+            for attr in node.attribute:
+                if attr.name == "mask_filter_value" and attr.f < lowest:
+                    attr.f = FP16_MASK_VALUE
+                    replaced += 1
+    optimized.convert_float_to_float16(keep_io_types=True)
+    optimized.topological_sort(is_deterministic=True)
+    set_metadata(optimized.model, _derived_metadata(
+        source, "fused-fp16", "fp16", fp16_mask_value=str(FP16_MASK_VALUE),
+        fusion=json.dumps({"skip_layer_norm": config.skip_layer_norm, "raw_attention_mask": config.raw_attention_mask,
+                           "bias_gelu": config.bias_gelu, "use_gpu": True})))
+    # save_model_to_file (not save_onnx) adds the com.microsoft opset import that the contrib ops need
+    atomic_write(path, lambda tmp: optimized.save_model_to_file(str(tmp)))
+    counts = op_counts(optimized.model)
+    return VariantReport(path, "fused-fp16", source, counts, {"attention_fused": counts.get("Attention", 0),
+                                                              "layers": layers, "mask_values_replaced": replaced})

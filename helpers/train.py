@@ -131,7 +131,8 @@ def train_classifier(model: SentimentClassifier, tokenizer: SentenceTokenizer, s
     use_amp = cfg.device.startswith("cuda")
     hist, best_acc, best_state = History(), -1.0, None
     start = time.perf_counter()
-    bar = tqdm(total=total, desc="training", unit="step", disable=not progress)
+    # mininterval: a few hundred updates at most, so an executed notebook (papermill) stays small
+    bar = tqdm(total=total, desc="training", unit="step", disable=not progress, mininterval=1.0)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         correct = seen = 0

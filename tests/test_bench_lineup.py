@@ -50,7 +50,7 @@ def test_cpu_lineup_builds_and_records_gpu_skips(arch_set):
         assert lineup.backends["onnxruntime"].describe()["intra_op_threads"] == 1
         reasons = {s.backend: s.reason for s in lineup.skipped}
         assert set(reasons) == {"pytorch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graph", "torch-compile",
-                                "ort-cuda", "tensorrt-fp32", "tensorrt-fp16"}
+                                "ort-cuda", "ort-cuda-fused", "tensorrt-fp32", "tensorrt-fp16"}
         assert all("no CUDA GPU here" in r for r in reasons.values())
         ms, _ = time_side_by_side(lineup.backends, [Shape(1, 16)], TimingConfig(warmup=1, iters=2, rounds=1),
                                   model="arch-tiny", vocab_size=arch.vocab_size, reference=lineup.reference, log=None)
@@ -104,8 +104,19 @@ def test_accuracy_pass_with_and_without_bucketing(arch_set, tokenizer, sentences
     assert records[1].agreement_with_reference == 1.0 and records[0].agreement_with_reference == 1.0
     assert records[0].padding_fraction < records[2].padding_fraction  # bucketing pads less
     assert [(s.backend, s.reason) for s in skipped] == [("onnxruntime-int8", "left out on purpose")]
+    assert all(r.pad_multiple == 1 for r in records)
     with pytest.raises(ConfigError, match="as many targets as texts"):
         classify_with_each(lineup.backends, tokenizer, ["n", "p"], texts, np.array(labels[:-1]), model="m", log=None)
+
+    # gpu_pad_multiple reaches GPU backends only (here one ORT session stands in for a GPU backend)
+    lineup.backends["onnxruntime"].device = "cuda"
+    rounded, _ = classify_with_each(
+        lineup.only("pytorch", "onnxruntime"), tokenizer, ["negative", "positive"], texts, np.array(labels),
+        model="m", batch_size=4, reference="pytorch", bucketing=(True,), gpu_pad_multiple=8, log=None)
+    by_name = {r.backend: r for r in rounded}
+    assert by_name["pytorch"].pad_multiple == 1 and by_name["onnxruntime"].pad_multiple == 8
+    assert by_name["onnxruntime"].padding_fraction > by_name["pytorch"].padding_fraction
+    assert by_name["onnxruntime"].agreement_with_reference == 1.0  # the extra padding changes no prediction
     lineup.close()
 
 

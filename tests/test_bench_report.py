@@ -86,7 +86,7 @@ def test_sweep_table_marks_missing(result):
 
 
 def test_accuracy_skip_environment_article_tables(result):
-    assert "| ort-int8 | yes | 100 | 90.00% | 99.00% |" in accuracy_table(result, "m")
+    assert "| ort-int8 | yes | 1 | 100 | 90.00% | 99.00% |" in accuracy_table(result, "m")
     assert "TensorRT is not installed" in skipped_table(result)
     line = environment_summary(ENV)
     assert "2-core CPU (Test CPU)" in line and "torch 2.13.0" in line and "2026-01-01" in line

@@ -68,6 +68,23 @@ def test_bucketing_sorts_by_length_and_pads_per_batch(tokenizer):
     assert plain.padding_fraction > pred.padding_fraction >= 0
 
 
+def test_pad_multiple_rounds_widths_up_but_not_past_max_len(tokenizer):
+    backend = RecordingBackend()
+    clf = Classifier(tokenizer, backend, ["a", "b"], batch_size=3, pad_multiple=8)
+    pred = clf.predict(TEXTS)
+    lengths = sorted(len(tokenizer.encode(t)[0]) for t in TEXTS)
+    longest = [max(lengths[i:i + 3]) for i in range(0, len(lengths), 3)]
+    assert [w for _, w in backend.shapes] == [min(-(-n // 8) * 8, tokenizer.max_len) for n in longest]
+    assert all(w % 8 == 0 or w == tokenizer.max_len for _, w in backend.shapes)
+    # the extra positions are padding: every row's logits are what they are without rounding
+    np.testing.assert_allclose(pred.logits, expected_logits(tokenizer, TEXTS), rtol=1e-6)
+    assert pred.padded_tokens == sum(3 * w for _, w in backend.shapes[:-1]) + 2 * backend.shapes[-1][1]
+    assert clf.width(15) == 16 and clf.width(16) == 16 and clf.width(3) == 8
+    assert Classifier(tokenizer, backend, ["a", "b"], pad_multiple=64).width(5) == tokenizer.max_len
+    with pytest.raises(ConfigError, match="pad_multiple must be at least 1"):
+        Classifier(tokenizer, backend, ["a", "b"], pad_multiple=0)
+
+
 def test_never_exceeds_the_backends_max_batch(tokenizer):
     backend = RecordingBackend(max_batch=3)
     clf = Classifier(tokenizer, backend, ["a", "b"], batch_size=32)

@@ -14,7 +14,7 @@ from helpers.errors import ExportError, MissingArtifactError
 from helpers.export import (ExportConfig, attention_scale_as_division, check_onnx, load_onnx, onnx_from_classifier,
                             onnx_metadata, sample_feed)
 from helpers.onnx_variants import (FP16_MASK_VALUE, FusionConfig, fp16_onnx_from_plain, fp16_safe_constants,
-                                   fused_onnx_from_plain, int8_onnx_from)
+                                   fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from)
 
 VOCAB = 120
 LABELS = ["negative", "positive"]
@@ -171,6 +171,27 @@ def test_fp16_keeps_io_types_and_is_close(exported, tiny, tmp_path):
     assert np.abs(got - run_torch(tiny, ids, seg)).max() < 1e-2
 
 
+def test_fused_fp16_is_fused_fp16_and_close(exported, tiny, tmp_path):
+    report = fused_fp16_onnx_from_plain(exported.path, tmp_path / "model.fused.fp16.onnx")
+    assert report.count("Attention") == LAYERS and report.count("SkipLayerNormalization") > 0
+    assert report.notes["mask_values_replaced"] >= LAYERS  # every Attention's finfo(float32).min fill
+    proto = load_onnx(report.path)
+    attn = [n for n in proto.graph.node if n.op_type == "Attention"]
+    assert all(a.f == pytest.approx(FP16_MASK_VALUE) for n in attn for a in n.attribute if a.name == "mask_filter_value")
+    weights = [i for i in proto.graph.initializer if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    summary = check_onnx(report.path)
+    assert summary.inputs["input_ids"][0] == "int32" and summary.outputs["logits"][0] == "float"
+    meta = onnx_metadata(report.path)
+    assert meta["variant"] == "fused-fp16" and meta["precision"] == "fp16" and meta["checkpoint_fingerprint"] == "abc123"
+    ids, seg = sample_feed(8, 32, VOCAB, seed=5)
+    ids[1, 20:] = 0  # padding, and an id 0 inside a row: the raw 2-D mask must handle both
+    ids[2, 5] = 0
+    got = run_onnx(report.path, ids, seg)  # ONNX Runtime's CPU kernels run it too (slowly): a numeric check here
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    assert np.abs(got - run_torch(tiny, ids, seg)).max() < 1e-2
+
+
 def test_fp16_refuses_a_fused_graph(fused, tmp_path):
     with pytest.raises(ExportError, match=r"contrib ops \['Attention'"):
         fp16_onnx_from_plain(fused.path, tmp_path / "x.onnx")
@@ -239,7 +260,9 @@ def test_speed_study_and_fast_path_on_tiny(exported, tmp_path):
     fused_recipe = next(r for r in RECIPES if r.graph == "fused" and not r.int8 and not r.skip_layer_norm)
     int8_recipe = next(r for r in RECIPES if r.graph == "fused" and r.int8 and r.skip_layer_norm)
     out = write_fast_path(exported.path, tmp_path, fused=fused_recipe, int8=int8_recipe)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp16.onnx", "model.fused.onnx", "model.int8.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp16.onnx", "model.fused.fp16.onnx", "model.fused.onnx",
+                                                          "model.int8.onnx"]
+    assert out["fused-fp16"].count("Attention") == LAYERS
     assert onnx_metadata(out["fused"].path)["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
     assert onnx_metadata(out["int8"].path)["ort_disabled_optimizers"] == []
     assert out["int8"].count("QAttention") == LAYERS

@@ -93,7 +93,7 @@ export SERIES_ARTIFACTS_DIR=$work/artifacts
 if [ "$fast" = 1 ]; then
   export SERIES_BENCH_CPU_MAX_TOKENS=${SERIES_BENCH_CPU_MAX_TOKENS:-200}
   export SERIES_BENCH_TIME_BUDGET_S=${SERIES_BENCH_TIME_BUDGET_S:-1.0}
-  export SERIES_BENCH_ACCURACY_BACKENDS=${SERIES_BENCH_ACCURACY_BACKENDS:-pytorch-cuda,onnxruntime-int8,torch-cuda-fp16,torch-cuda-fp16-graph,ort-cuda-fp16-graph,tensorrt-fp32,tensorrt-fp16}
+  export SERIES_BENCH_ACCURACY_BACKENDS=${SERIES_BENCH_ACCURACY_BACKENDS:-pytorch-cuda,onnxruntime-int8,torch-cuda-fp16,torch-cuda-fp16-graph,ort-cuda-fp16-graph,ort-cuda-fused-fp16-graph,tensorrt-fp32,tensorrt-fp16}
 fi
 executed=$out/executed
 mkdir -p "$executed"

@@ -59,12 +59,19 @@ class Classifier:
     ``batch_size`` is the most texts per backend call (capped by ``backend.max_batch``); with
     ``bucket=False`` texts keep their order in the batches (still padded per batch), which is useful to
     measure what bucketing buys.
+
+    ``pad_multiple`` rounds each batch's width up to a multiple of it (never beyond the tokenizer's
+    ``max_len``). Backends that prepare something per input shape (a captured CUDA graph, a compiled kernel)
+    then see at most ``max_len / pad_multiple`` widths per batch size instead of one per text length, at the
+    price of a few padded positions per row; 1 (the default) pads to the longest row only.
     """
 
     def __init__(self, tokenizer: SentenceTokenizer, backend: Backend, labels: Sequence[str], *, batch_size: int = 32,
-                 bucket: bool = True) -> None:
+                 bucket: bool = True, pad_multiple: int = 1) -> None:
         if int(batch_size) < 1:
             raise ConfigError(f"classifier: batch_size must be at least 1, got {batch_size}.")
+        if int(pad_multiple) < 1:
+            raise ConfigError(f"classifier: pad_multiple must be at least 1 (1: no rounding), got {pad_multiple}.")
         if len(labels) < 2:
             raise ConfigError(f"classifier: give the names of at least 2 labels, got {list(labels)}.")
         tok_len = int(tokenizer.max_len)
@@ -79,6 +86,12 @@ class Classifier:
         self.labels = list(labels)
         self.batch_size = int(batch_size) if backend.max_batch is None else min(int(batch_size), backend.max_batch)
         self.bucket = bool(bucket)
+        self.pad_multiple = int(pad_multiple)
+
+    def width(self, longest: int) -> int:
+        """Width of a batch whose longest row has ``longest`` tokens (see ``pad_multiple``)."""
+        m = self.pad_multiple
+        return min(-(-int(longest) // m) * m, int(self.tokenizer.max_len)) if m > 1 else int(longest)
 
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order."""
@@ -89,11 +102,15 @@ class Classifier:
         """Classify ``texts`` (a non-empty list of non-empty strings)."""
         encoded = self.tokenizer.encode_batch(texts)  # raises InputError for an empty list or empty text
         ids, segments, lengths = encoded.input_ids, encoded.segment_ids, encoded.lengths
+        extra = self.width(int(lengths.max())) - ids.shape[1]
+        if extra > 0:  # room for rounding the widest batch up to pad_multiple
+            ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=self.tokenizer.pad_id)
+            segments = np.pad(segments, ((0, 0), (0, extra)), constant_values=0)
         logits = np.empty((len(lengths), len(self.labels)), dtype=np.float32)
         groups = self.batches(lengths)
         padded = 0
         for rows in groups:
-            width = int(lengths[rows].max())
+            width = self.width(int(lengths[rows].max()))
             batch_ids = np.ascontiguousarray(ids[rows, :width], dtype=INPUT_DTYPE)
             batch_seg = np.ascontiguousarray(segments[rows, :width], dtype=INPUT_DTYPE)
             out = self.backend.predict_logits(batch_ids, batch_seg)
@@ -114,4 +131,4 @@ class Classifier:
 
     def __repr__(self) -> str:
         return (f"Classifier({self.backend!r}, labels={self.labels}, batch_size={self.batch_size}, "
-                f"bucket={self.bucket})")
+                f"bucket={self.bucket}, pad_multiple={self.pad_multiple})")

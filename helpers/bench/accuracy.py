@@ -5,6 +5,10 @@ batch, pad each batch to its longest row, run, softmax. With bucketing the texts
 first, so a batch holds similar lengths and little padding; without it they keep their order and every
 batch is padded to its longest member. The wall time of the pass (tokenizing included) gives
 sentences per second; the predictions give accuracy and the share that agrees with a reference backend.
+
+GPU backends that capture a CUDA graph (or compile) per input shape pay that once per new width; with
+bucketing every text length can become its own width. ``gpu_pad_multiple`` rounds the widths of GPU
+backends' batches up (see :class:`~helpers.backends.classifier.Classifier`) to bound how many there are.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def classify_with_each(
     batch_size: int = 32,
     reference: str | None = None,
     bucketing: Sequence[bool] = (True, False),
+    gpu_pad_multiple: int = 1,
     exclude: Callable[[str], str | None] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[list[AccuracyRecord], list[Skip]]:
@@ -40,6 +45,7 @@ def classify_with_each(
 
     ``exclude(name)`` may return a reason to leave a backend out (recorded as a skip). The reference
     backend, when given and present, runs first so that the others can be compared with its predictions.
+    Backends on ``cuda`` get ``pad_multiple=gpu_pad_multiple``; the others pad to the longest row.
     """
     targets = np.asarray(targets)
     if len(texts) == 0 or len(texts) != len(targets):
@@ -57,7 +63,8 @@ def classify_with_each(
     for bucket in bucketing:
         ref_ids: np.ndarray | None = None
         for name in order:
-            clf = Classifier(tokenizer, chosen[name], labels, batch_size=batch_size, bucket=bucket)
+            multiple = gpu_pad_multiple if chosen[name].device == "cuda" else 1
+            clf = Classifier(tokenizer, chosen[name], labels, batch_size=batch_size, bucket=bucket, pad_multiple=multiple)
             t0 = time.perf_counter()
             pred = clf.predict(list(texts))
             seconds = time.perf_counter() - t0
@@ -69,7 +76,7 @@ def classify_with_each(
                 accuracy=float(np.mean(pred.label_ids == targets)), bucketing=bool(bucket), seconds=seconds,
                 sentences_per_s=len(texts) / seconds if seconds > 0 else float("inf"), batch_size=clf.batch_size,
                 agreement_with_reference=agree, reference=reference if agree is not None else None,
-                padding_fraction=pred.padding_fraction,
+                padding_fraction=pred.padding_fraction, pad_multiple=multiple,
             )
             records.append(rec)
             if log is not None:

@@ -9,7 +9,8 @@ Names used in results (the key of each backend):
 | ``pytorch-cuda`` | PyTorch fp32 eager | GPU |
 | ``torch-cuda-fp16`` / ``-graph`` | fp16 eager; fp16 CUDA-graph replay | GPU |
 | ``torch-compile-fp16-<mode>`` | ``torch.compile`` fp16 | GPU |
-| ``ort-cuda-fp16-graph`` | ONNX Runtime CUDA, FP16 graph, I/O binding + CUDA graph | GPU, needs onnxruntime-gpu |
+| ``ort-cuda-fp16-graph`` | ONNX Runtime CUDA, FP16 graph of standard ops, I/O binding + CUDA graph | GPU, needs onnxruntime-gpu |
+| ``ort-cuda-fused-fp16-graph`` | the same on the GPU-fused FP16 graph (``Attention``, SkipLayerNorm) | GPU, needs onnxruntime-gpu |
 | ``tensorrt-fp32`` / ``tensorrt-fp16`` | TensorRT engines from notebook 04 | GPU, needs TensorRT |
 
 A backend that cannot be built here (no GPU, no onnxruntime-gpu, no TensorRT, a missing file) is not an
@@ -30,7 +31,7 @@ from .system import ThreadSettings
 
 CPU_BACKENDS: tuple[str, ...] = ("pytorch", "onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
 GPU_BACKENDS: tuple[str, ...] = ("pytorch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graph", "torch-compile",
-                                 "ort-cuda", "tensorrt-fp32", "tensorrt-fp16")
+                                 "ort-cuda", "ort-cuda-fused", "tensorrt-fp32", "tensorrt-fp16")
 #: Speedups are reported over PyTorch fp32 eager on the same kind of device.
 BASELINES = {"cpu": "pytorch", "cuda": "pytorch-cuda"}
 #: Reference backends for logits and predictions, in order of preference (both PyTorch fp32 eager).
@@ -42,8 +43,8 @@ _ORT_VARIANTS = {"onnxruntime": "plain", "onnxruntime-fused": "fused", "onnxrunt
 
 @dataclass(frozen=True)
 class LineupConfig:
-    """Which backends to build. ``cpu`` / ``gpu`` list the names above (``torch-compile`` and ``ort-cuda``
-    stand for their configured variants)."""
+    """Which backends to build. ``cpu`` / ``gpu`` list the names above (``torch-compile``, ``ort-cuda`` and
+    ``ort-cuda-fused`` stand for their configured variants)."""
 
     cpu: tuple[str, ...] = CPU_BACKENDS
     gpu: tuple[str, ...] = GPU_BACKENDS
@@ -108,7 +109,7 @@ def build_lineup(model: Any, onnx: Mapping[str, Path], *, name: str, threads: Th
                  cuda: bool | None = None) -> Lineup:
     """Build the backends of ``config`` for ``model`` (a SentimentClassifier on the CPU) and its ONNX files.
 
-    ``onnx`` maps variant (``plain``, ``fused``, ``int8``, ``fp16``) to a file; ``engines`` maps
+    ``onnx`` maps variant (``plain``, ``fused``, ``int8``, ``fp16``, ``fused-fp16``) to a file; ``engines`` maps
     ``fp32``/``fp16`` to TensorRT engine files. ``cuda=None`` asks PyTorch whether a GPU is there.
     """
     import torch
@@ -145,10 +146,11 @@ def build_lineup(model: Any, onnx: Mapping[str, Path], *, name: str, threads: Th
         elif key == "torch-compile":
             cfg = TorchCudaConfig(mode="compile", compile_mode=config.compile_mode)
             _try(lineup, cfg.name, lambda: TorchCudaBackend(model, cfg))
-        elif key == "ort-cuda":
-            cfg_o = OrtCudaConfig(cuda_graph=config.ort_cuda_graph)
-            label = "ort-cuda-fp16" + ("-graph" if config.ort_cuda_graph else "")
-            _try(lineup, label, lambda: OrtCudaBackend(_need(onnx.get("fp16"), label), cfg_o, precision="fp16"))
+        elif key in ("ort-cuda", "ort-cuda-fused"):
+            cfg_o = OrtCudaConfig(cuda_graph=config.ort_cuda_graph, max_shapes=config.graph_max_shapes)
+            variant = "fp16" if key == "ort-cuda" else "fused-fp16"
+            label = f"ort-cuda-{variant}" + ("-graph" if config.ort_cuda_graph else "")
+            _try(lineup, label, lambda v=variant, n=label: OrtCudaBackend(_need(onnx.get(v), n), cfg_o, precision="fp16", name=n))
         else:
             precision = key.split("-")[1]
             _try(lineup, key, lambda p=precision: _tensorrt_backend((engines or {}).get(p), p))

@@ -86,13 +86,13 @@ def sweep_table(result: BenchResult, model: str, backends: Sequence[str] | None 
 
 def accuracy_table(result: BenchResult, model: str) -> str:
     """Accuracy and whole-set throughput of each backend, with and without length bucketing."""
-    body = [[a.backend, "yes" if a.bucketing else "no", a.count, f"{100 * a.accuracy:.2f}%",
+    body = [[a.backend, "yes" if a.bucketing else "no", a.pad_multiple, a.count, f"{100 * a.accuracy:.2f}%",
              "-" if a.agreement_with_reference is None else f"{100 * a.agreement_with_reference:.2f}%",
              "-" if a.padding_fraction is None else f"{100 * a.padding_fraction:.0f}%",
              f"{a.seconds:.2f}", f"{a.sentences_per_s:,.0f}"]
             for a in result.accuracy if a.model == model]
-    return markdown_table(["backend", "length bucketing", "sentences", "accuracy", "agrees with reference",
-                           "padding", "seconds", "sentences/s"], body, [False, False] + [True] * 6)
+    return markdown_table(["backend", "length bucketing", "width multiple", "sentences", "accuracy",
+                           "agrees with reference", "padding", "seconds", "sentences/s"], body, [False, False] + [True] * 7)
 
 
 def skipped_table(result: BenchResult) -> str:

@@ -36,6 +36,7 @@ class AccuracyRecord:
     agreement_with_reference: float | None = None  # share of predictions equal to the reference backend's
     reference: str | None = None
     padding_fraction: float | None = None  # share of computed positions that were padding
+    pad_multiple: int = 1  # batch widths rounded up to a multiple of this (Classifier.pad_multiple)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
