@@ -131,7 +131,7 @@ def train_classifier(model: SentimentClassifier, tokenizer: SentenceTokenizer, s
     use_amp = cfg.device.startswith("cuda")
     hist, best_acc, best_state = History(), -1.0, None
     start = time.perf_counter()
-    # mininterval: a few hundred updates at most, so an executed notebook (papermill) stays small
+    # at most one refresh a second (set_postfix below must not force one): an executed notebook stays small
     bar = tqdm(total=total, desc="training", unit="step", disable=not progress, mininterval=1.0)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -150,8 +150,8 @@ def train_classifier(model: SentimentClassifier, tokenizer: SentenceTokenizer, s
             hist.step_loss.append(loss.item())
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", refresh=False)  # shown at the next refresh
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
         valid = evaluate(model, tokenizer, split.valid, cfg.eval_batch_size, cfg.device)
         hist.epochs.append({"epoch": epoch, "train_accuracy": correct / seen,
                             "train_loss": float(np.mean(hist.step_loss[-steps_per_epoch:])),
