@@ -23,8 +23,7 @@ from .backends.torch_backend import TorchBackend
 from .errors import ConfigError
 from .export import ONNX_FILES, onnx_from_classifier, sample_feed
 from .onnx_variants import (SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport, fp16_onnx_from_plain,
-                            fused_fp16_onnx_from_plain,
-                            fused_onnx_from_plain, int8_onnx_from)
+                            fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from)
 
 #: Name of PyTorch fp32 eager, the baseline of every speed-up.
 PYTORCH = "pytorch fp32 eager"

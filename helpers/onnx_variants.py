@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -116,9 +116,7 @@ def fused_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLik
     fused = counts["Attention"]
     disabled = [] if config.skip_layer_norm else [SKIP_LAYER_NORM_OPTIMIZER]
     set_metadata(optimized.model, _derived_metadata(
-        source, "fused", "fp32", ort_disabled_optimizers=disabled,
-        fusion=json.dumps({"skip_layer_norm": config.skip_layer_norm, "raw_attention_mask": config.raw_attention_mask,
-                           "bias_gelu": config.bias_gelu})))
+        source, "fused", "fp32", ort_disabled_optimizers=disabled, fusion=json.dumps(asdict(config))))
     atomic_write(path, lambda tmp: optimized.save_model_to_file(str(tmp)))
     return VariantReport(path, "fused", source, counts, {"attention_fused": fused, "layers": layers,
                                                          "ort_disabled_optimizers": disabled})
@@ -281,8 +279,7 @@ def fused_fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.Pa
     optimized.topological_sort(is_deterministic=True)
     set_metadata(optimized.model, _derived_metadata(
         source, "fused-fp16", "fp16", fp16_mask_value=str(FP16_MASK_VALUE),
-        fusion=json.dumps({"skip_layer_norm": config.skip_layer_norm, "raw_attention_mask": config.raw_attention_mask,
-                           "bias_gelu": config.bias_gelu, "use_gpu": True})))
+        fusion=json.dumps({**asdict(config), "use_gpu": True})))
     # save_model_to_file (not save_onnx) adds the com.microsoft opset import that the contrib ops need
     atomic_write(path, lambda tmp: optimized.save_model_to_file(str(tmp)))
     counts = op_counts(optimized.model)
