@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -107,12 +108,16 @@ def count_parameters(model: nn.Module) -> int:
 
 # ---------------------------------------------------------------------------------------------- checkpoint
 def versions() -> dict[str, str]:
-    """Versions of the packages a checkpoint depends on."""
-    import bert4torch
+    """Versions of the packages a checkpoint depends on. bert4torch has no ``__version__``: its version comes
+    from the installed distribution's metadata ("unknown" for a source tree on ``sys.path``)."""
     import numpy
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "bert4torch": getattr(bert4torch, "__version__", "unknown"), "numpy": numpy.__version__}
+    try:
+        b4t = importlib.metadata.version("bert4torch")
+    except importlib.metadata.PackageNotFoundError:
+        b4t = "unknown"
+    return {"python": platform.python_version(), "torch": torch.__version__, "bert4torch": b4t,
+            "numpy": numpy.__version__}
 
 
 @dataclass

@@ -1,3 +1,4 @@
+import importlib.metadata
 import json
 
 import numpy as np
@@ -52,6 +53,7 @@ def test_checkpoint_round_trip(tmp_path, tiny_model, tokenizer):
     meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     assert ckpt.labels == ["negative", "positive"] and ckpt.max_len == tokenizer.max_len
     assert {"torch", "bert4torch"} <= set(meta["versions"]) and meta["fingerprint"]
+    assert meta["versions"]["bert4torch"] == importlib.metadata.version("bert4torch")  # bert4torch has no __version__
     ids = torch.from_numpy(tokenizer.encode_batch(["质量太差了"]).input_ids)
     with torch.no_grad():
         assert torch.equal(ckpt.model(ids, torch.zeros_like(ids)), tiny_model(ids, torch.zeros_like(ids)))
