@@ -72,7 +72,7 @@ def measure(a: argparse.Namespace) -> BenchResult:
     """Build the architecture model and its line-up, and time it at the requested shapes."""
     threads = fix_cpu_threads(a.threads)
     env = capture_environment(threads)
-    print(busy_cpu_warning() or "CPUs quiet.")
+    print(busy_cpu_warning(env) or "CPUs quiet.")
     timing = TimingConfig(warmup=a.warmup, iters=a.iters, rounds=a.rounds, time_budget_s=a.time_budget)
     arch = architecture_model(a.arch)
     name = f"arch-{arch.profile}"

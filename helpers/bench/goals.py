@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .report import fmt_ms, markdown_table
 from .results import BenchResult
+from .system import cpus_busy
 
 
 @dataclass(frozen=True)
@@ -46,16 +47,10 @@ BERT_BASE_MODEL = "arch-base"
 
 
 def _not_judged(result: BenchResult, arch_model: str) -> str | None:
-    """Why latency goals cannot be judged on this result (wrong model, busy CPUs), or None."""
+    """Why latency goals cannot be judged on this result (another architecture than BERT-base), or None."""
     if arch_model != BERT_BASE_MODEL:
         return f"not judged: the architecture timed was {arch_model}, the goals are for {BERT_BASE_MODEL}"
     return None
-
-
-def _cpus_busy(result: BenchResult) -> bool:
-    load = result.environment.get("load_average")
-    cpus = result.environment.get("host", {}).get("usable_cpus") or 1
-    return bool(load) and load[0] > 0.5 * cpus
 
 
 def check_goals(result: BenchResult, *, arch_model: str, trained_model: str, batch: int = 1,
@@ -63,19 +58,19 @@ def check_goals(result: BenchResult, *, arch_model: str, trained_model: str, bat
     """Evaluate the series' goals on ``result`` (see the module docstring).
 
     Latency goals are judged only for the BERT-base architecture, and CPU latency goals only when the CPUs
-    were quiet at the start of the run (1-minute load at most half the usable CPUs); otherwise their
+    were quiet at the start of the run (:func:`~helpers.bench.system.cpus_busy`); otherwise their
     verdict is "not measured here" and the measured column says why.
     """
     checks = _checks(result, arch_model=arch_model, trained_model=trained_model, batch=batch, seq_len=seq_len)
     reason = _not_judged(result, arch_model)
-    busy = _cpus_busy(result)
+    busy = cpus_busy(result.environment)
     out = []
     for c in checks:
         latency_goal = "accuracy" not in c.goal
         if c.met is not None and latency_goal and reason:
             c = GoalCheck(c.goal, f"{c.measured}; {reason}", None)
         elif c.met is not None and c.goal.startswith("CPU") and busy:
-            c = GoalCheck(c.goal, f"{c.measured}; not judged: the CPUs were busy (load {result.environment['load_average'][0]})", None)
+            c = GoalCheck(c.goal, f"{c.measured}; not judged: the CPUs were busy ({busy})", None)
         out.append(c)
     return out
 

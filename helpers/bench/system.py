@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -125,8 +126,8 @@ def gpu_info() -> dict[str, Any] | None:
 def load_average() -> list[float] | None:
     """The 1, 5 and 15-minute load averages (runnable processes); None where the OS has none.
 
-    On a machine with ``usable_cpus`` CPUs, a 1-minute load well above zero before a CPU benchmark means
-    other processes compete for the cores and CPU latencies will be inflated (often several-fold).
+    Recorded with every result for reference. It lags: a minute after a heavy job ends the 1-minute load
+    is still about a third of what it was, so "is the machine busy now?" is answered by :func:`cpu_busy`.
     """
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -134,13 +135,72 @@ def load_average() -> list[float] | None:
         return None
 
 
-def busy_cpu_warning(threshold: float = 0.5) -> str | None:
-    """A sentence when other work keeps the CPUs busy (1-minute load above ``threshold`` x usable CPUs)."""
-    load = load_average()
-    if load is None or load[0] <= threshold * usable_cpus():
+def _cpu_times(stat_path: str) -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from the first line of ``/proc/stat``; None where there is none."""
+    try:
+        with open(stat_path, encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
         return None
-    return (f"the 1-minute load average is {load[0]} on {usable_cpus()} CPUs: other processes are using the "
-            "CPUs, so CPU latencies measured now will be inflated; re-run on a quiet machine for reference numbers.")
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice]
+    ticks = [int(x) for x in fields[1:9]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return sum(ticks) - idle, sum(ticks)
+
+
+def cpu_busy(window_s: float = 1.0, stat_path: str = "/proc/stat") -> float | None:
+    """How many CPUs' worth of work other processes did during the last ``window_s`` seconds.
+
+    The caller sleeps through the window, so what is counted is everybody else (the kernel, other
+    programs, a previous notebook's lingering threads). ``0.05`` on a 2-CPU machine is quiet; ``1.9`` means
+    both cores were taken. None where the OS has no ``/proc/stat``: see :func:`load_average` instead.
+    """
+    if window_s <= 0:
+        raise ConfigError(f"cpu_busy: window_s must be > 0, got {window_s}.")
+    before = _cpu_times(stat_path)
+    if before is None:
+        return None
+    time.sleep(window_s)
+    after = _cpu_times(stat_path)
+    if after is None or after[1] <= before[1]:
+        return None
+    busy_share = (after[0] - before[0]) / (after[1] - before[1])
+    return round(busy_share * (os.cpu_count() or 1), 2)
+
+
+#: Share of the usable CPUs that other work may occupy before CPU timings count as inflated.
+BUSY_THRESHOLD = 0.25
+
+
+def cpus_busy(env: dict[str, Any], threshold: float = BUSY_THRESHOLD) -> str | None:
+    """Why CPU timings of a captured environment are not reference numbers, or None when the CPUs were quiet.
+
+    Judged from ``cpu_busy`` (other processes' CPU use just before the run); results recorded before that
+    field existed fall back to the 1-minute load average with the old rule (above half the usable CPUs).
+    """
+    cpus = (env.get("host") or {}).get("usable_cpus") or 1
+    busy = env.get("cpu_busy")
+    if busy is not None:
+        if busy > threshold * cpus:
+            return f"other processes kept {busy} of {cpus} CPUs busy just before the run"
+        return None
+    load = env.get("load_average")
+    if load and load[0] > 0.5 * cpus:
+        return f"the 1-minute load average was {load[0]} on {cpus} CPUs"
+    return None
+
+
+def busy_cpu_warning(env: dict[str, Any] | None = None) -> str | None:
+    """A sentence when other work kept the CPUs busy (see :func:`cpus_busy`), measured now when ``env`` is None."""
+    env = env if env is not None else {"cpu_busy": cpu_busy(), "load_average": load_average(),
+                                       "host": {"usable_cpus": usable_cpus()}}
+    why = cpus_busy(env)
+    if why is None:
+        return None
+    return (f"{why}: CPU latencies measured now will be inflated; re-run on a quiet machine for reference "
+            "numbers.")
 
 
 def capture_environment(threads: ThreadSettings | None = None) -> dict[str, Any]:
@@ -171,6 +231,7 @@ def capture_environment(threads: ThreadSettings | None = None) -> dict[str, Any]
         "onnxruntime_providers": ort_providers,
         "threads": threads.to_dict() if threads is not None else None,
         "load_average": load_average(),
+        "cpu_busy": cpu_busy(),
     }
 
 
