@@ -192,10 +192,8 @@ def cpus_busy(env: dict[str, Any], threshold: float = BUSY_THRESHOLD) -> str | N
     return None
 
 
-def busy_cpu_warning(env: dict[str, Any] | None = None) -> str | None:
-    """A sentence when other work kept the CPUs busy (see :func:`cpus_busy`), measured now when ``env`` is None."""
-    env = env if env is not None else {"cpu_busy": cpu_busy(), "load_average": load_average(),
-                                       "host": {"usable_cpus": usable_cpus()}}
+def busy_cpu_warning(env: dict[str, Any]) -> str | None:
+    """A sentence when other work kept the CPUs busy before a run (``env`` from :func:`capture_environment`)."""
     why = cpus_busy(env)
     if why is None:
         return None
