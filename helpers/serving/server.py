@@ -194,6 +194,10 @@ class TritonServer:
                                    f"Its log ends:\n{self.log_tail()}")
             if _get(url, timeout=1.0) == 200:
                 return
+            failed = self.failed_models() or self.fatal_log_lines()
+            if failed:
+                reasons = "; ".join(f"{name}: {why}" for name, why in failed.items())
+                raise ServingError(f"triton: models failed to load ({reasons}). Its log ends:\n{self.log_tail()}")
             time.sleep(0.25)
         raise ServingError(f"triton: not ready after {timeout_s:.0f} s (models still loading or failed). "
                            f"Its log ends:\n{self.log_tail()}")
@@ -206,6 +210,31 @@ class TritonServer:
                 self.exit_code = code
             return code is None
         return self.state is not None and _alive(self.state.pid)
+
+    def failed_models(self) -> dict[str, str]:
+        """Models of the repository index that failed to load, with Triton's reason (empty while loading)."""
+        assert self.state is not None
+        request = urllib.request.Request(f"http://{self.state.http_url}/v2/repository/index", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=2.0) as response:
+                index = json.loads(response.read().decode("utf-8"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return {}
+        return {m.get("name", "?"): m.get("reason", "") for m in index
+                if m.get("state") == "UNAVAILABLE" and m.get("reason") and (not self.config.models or m.get("name") in self.config.models)}
+
+    #: Log lines after which a start cannot succeed (the Python backend keeps such a model "loading" for long).
+    FATAL_LOG = ("Failed to preinitialize Python stub", "failed to load '", "Address already in use",
+                 "error: creating server")
+
+    def fatal_log_lines(self) -> dict[str, str]:
+        """``{"log": line}`` for the first log line that says the start has failed (empty if none)."""
+        if self.state is None or not Path(self.state.log).is_file():
+            return {}
+        for line in Path(self.state.log).read_text(encoding="utf-8", errors="replace").splitlines():
+            if any(marker in line for marker in self.FATAL_LOG):
+                return {"log": line.split("] ", 1)[-1].strip()[:400]}
+        return {}
 
     def is_ready(self) -> bool:
         return self.state is not None and _get(f"http://{self.state.http_url}/v2/health/ready") == 200
