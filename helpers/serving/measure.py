@@ -130,13 +130,16 @@ def compare_goals(rows: Sequence[dict[str, Any]], ceiling: dict[str, Any]) -> li
                            _row(rows, protocol, "no batching", c))
         ratio1 = hi["sentences_per_s"] / one["sentences_per_s"] if one and hi and one["sentences_per_s"] else None
         ratio2 = hi["sentences_per_s"] / hi_off["sentences_per_s"] if hi and hi_off and hi_off["sentences_per_s"] else None
-        overhead = one["p50_ms"] - ceiling["p50_ms"] if one and one["p50_ms"] is not None else None
+        # The server's own overhead is read on the model without dynamic batching: with batching, a lone request also
+        # waits up to max_queue_delay for company, by design (that cost is visible in the batching row's latency).
+        lone = _row(rows, protocol, "no batching", 1) or one
+        overhead = lone["p50_ms"] - ceiling["p50_ms"] if lone and lone.get("p50_ms") is not None else None
         goals += [
             {"protocol": protocol, "goal": f"throughput at concurrency {c} with batching >= {GOALS['batching_vs_c1']}x concurrency 1",
              "measured": None if ratio1 is None else round(ratio1, 2), "met": None if ratio1 is None else ratio1 >= GOALS["batching_vs_c1"]},
             {"protocol": protocol, "goal": f"throughput at concurrency {c}: batching >= {GOALS['batching_vs_nobatch']}x no batching",
              "measured": None if ratio2 is None else round(ratio2, 2), "met": None if ratio2 is None else ratio2 >= GOALS["batching_vs_nobatch"]},
-            {"protocol": protocol, "goal": f"server overhead per request at concurrency 1 (p50 minus in-process p50) < {GOALS['overhead_ms']} ms",
+            {"protocol": protocol, "goal": f"server overhead per request at concurrency 1, no batching (p50 minus in-process p50) < {GOALS['overhead_ms']} ms",
              "measured": None if overhead is None else round(overhead, 3), "met": None if overhead is None else overhead < GOALS["overhead_ms"]},
         ]
     return goals
