@@ -207,7 +207,7 @@ def save_results(record: dict[str, Any], folder: str | os.PathLike[str], name: s
 
 def cases_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[tuple]]:
     """Header and rows for a notebook table of the cases, client and server side by side."""
-    header = ["protocol", "batching", "conc.", "sent", "answered", "failed", "sent/s", "p50 ms", "p90 ms", "p99 ms",
+    header = ["protocol", "batching", "conc.", "sent", "answered", "failed", "sentences/s", "p50 ms", "p90 ms", "p99 ms",
               "queue ms", "compute ms", "mean batch", "batch sizes formed"]
     out = []
     for r in rows:
