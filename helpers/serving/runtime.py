@@ -175,9 +175,20 @@ def default_numpy_site(home: str | os.PathLike[str] | None = None) -> Path:
     return (Path(home).expanduser() if home else default_home()) / "stub-site"
 
 
+def path_dirs() -> list[str]:
+    """Folders this process imports from besides site-packages: ``PYTHONPATH`` entries and the folder holding the
+    ``helpers`` package (a GPU run may bring both through ``PYTHONPATH``, which the stub ignores)."""
+    import helpers
+
+    dirs = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).is_dir()]
+    dirs.append(str(Path(helpers.__file__).resolve().parents[1]))
+    return list(dict.fromkeys(str(Path(d).resolve()) for d in dirs))
+
+
 def make_stub_env(dest: str | os.PathLike[str], interpreter: Interpreter, numpy_site: Path | None,
-                  site_dirs: list[str]) -> Path:
-    """A virtual environment (no pip) on ``interpreter`` whose ``.pth`` adds ``numpy_site`` and then ``site_dirs``."""
+                  site_dirs: list[str], extra_dirs: list[str] = ()) -> Path:
+    """A virtual environment (no pip) on ``interpreter`` whose ``.pth`` adds ``numpy_site``, then ``extra_dirs``
+    (plain folders), then ``site_dirs`` (as site folders, so their own ``.pth`` files, e.g. editable installs, work)."""
     dest = Path(dest)
     shutil.rmtree(dest, ignore_errors=True)
     proc = subprocess.run([interpreter.executable, "-m", "venv", "--without-pip", str(dest)], capture_output=True,
@@ -186,7 +197,8 @@ def make_stub_env(dest: str | os.PathLike[str], interpreter: Interpreter, numpy_
         raise ServingError(f"triton: could not create the stub's environment with {interpreter.executable} -m venv "
                            f"({proc.stderr.strip()[-300:]}); on Debian/Ubuntu: apt-get install python{interpreter.version}-venv.")
     site = dest / "lib" / f"python{interpreter.version}" / "site-packages"
-    lines = ([str(numpy_site)] if numpy_site else []) + [f"import site; site.addsitedir({d!r})" for d in site_dirs]
+    lines = ([str(numpy_site)] if numpy_site else []) + list(extra_dirs)
+    lines += [f"import site; site.addsitedir({d!r})" for d in site_dirs]
     (site / "series-project.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dest
 
@@ -246,7 +258,7 @@ def prepare_runtime(workdir: str | os.PathLike[str], home: str | os.PathLike[str
         shutil.copy2(install.stub_for(interpreter.version), stub)
     site_numpy = Path(numpy_site).expanduser() if numpy_site else default_numpy_site(home)
     env_dir = make_stub_env(workdir / "stub-env", interpreter, site_numpy if site_numpy.is_dir() else None,
-                            project_site_dirs())
+                            project_site_dirs(), path_dirs())
     found = check_stub_env(env_dir, site_numpy)
     env = dict(os.environ)
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
