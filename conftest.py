@@ -28,6 +28,12 @@ NOTEBOOK_TEST_SETTINGS = {
     "SERIES_BENCH_BATCHES": "1,8",
     "SERIES_BENCH_SEQS": "32,128",
     "SERIES_BENCH_TEST_LIMIT": "400",
+    # 07_serve: a short load run (two concurrencies, a few dozen requests per case)
+    "SERIES_SERVE_CONCURRENCIES": "1,8",
+    "SERIES_SERVE_REQUESTS": "32",
+    "SERIES_SERVE_WARMUP": "4",
+    "SERIES_SERVE_CEILING_REQUESTS": "20",
+    "SERIES_SERVE_TEST_LIMIT": "300",
 }
 
 

@@ -3,7 +3,11 @@
 #   bash environment/setup.sh run    # running the notebooks (CPU set; GPU extras when a GPU is present)
 #   bash environment/setup.sh test   # the above plus pytest, nbval and the TensorRT API-check packages
 # Re-running is cheap: installs are skipped while the requirement files are unchanged.
-# Variables: PYTHON (interpreter for the venv, default python3), VENV (default .venv),
+# Both uses also install the Triton server for 07_serve into $VENV/triton/ (environment/requirements-triton.txt)
+# and check that its Python-backend stub can run here (python -m helpers.serving check).
+# Variables: PYTHON (interpreter for the venv, default python3; the Triton stub needs a Python with a shared
+#            libpython: when PYTHON has none, a /usr/bin/python3.X of the same version that has one hosts the stub),
+#            VENV (default .venv),
 #            TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu to get a CPU-only torch on a GPU-less machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +45,17 @@ for r in "${reqs[@]}"; do args+=(-r "$r"); done
 echo "setup: installing ${reqs[*]} (a few minutes the first time)"
 "$py" -m pip install --disable-pip-version-check -q "${args[@]}"
 "$py" -m pip install --disable-pip-version-check -q --no-deps -e .
+# 07_serve: the Triton server (nvidia-pytriton's files) and numpy 1.x for its Python-backend stub, each in its own
+# folder and without dependencies (see environment/requirements-triton.txt for why).
+triton_pin() { grep -E "^$1==" environment/requirements-triton.txt; }
+echo "setup: installing the Triton server and its stub's numpy into $VENV/triton/"
+"$py" -m pip install --disable-pip-version-check -q --no-deps --upgrade --target "$VENV/triton/server" "$(triton_pin nvidia-pytriton)"
+"$py" -m pip install --disable-pip-version-check -q --no-deps --upgrade --target "$VENV/triton/stub-site" "$(triton_pin numpy)"
+if ! "$py" -m helpers.serving check >/dev/null 2>"$VENV/triton/check.log"; then
+  echo "setup: WARNING: Triton's Python backend cannot run here (07_serve will stop with the reason):" >&2
+  tail -n 5 "$VENV/triton/check.log" >&2
+  exit_note="Triton serving unavailable"
+fi
 if [ "$gpu" = yes ]; then
   # Optional: pycuda compiles against the CUDA toolkit (nvcc, headers). Without it the series still runs;
   # notebook 03 then says which buffer implementation is missing and how to install it.

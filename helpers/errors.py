@@ -46,3 +46,7 @@ class TensorRTUnavailableError(SeriesError, ImportError):
 
 class EngineMismatchError(SeriesError):
     """A saved TensorRT engine does not match the running TensorRT, GPU, or its source ONNX."""
+
+
+class ServingError(SeriesError):
+    """The Triton server cannot be prepared, started, reached or stopped, or a served request failed."""

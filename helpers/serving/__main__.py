@@ -1,0 +1,124 @@
+"""Command line: write a model repository, start/stop a Triton server, measure it, without a notebook.
+
+  python -m helpers.serving check                                   # is the Triton runtime usable here?
+  python -m helpers.serving write --artifacts artifacts              # -> artifacts/serving/model_repository
+  python -m helpers.serving serve --artifacts artifacts              # foreground until Ctrl-C
+  python -m helpers.serving start --artifacts artifacts              # background; state in artifacts/serving/server.json
+  python -m helpers.serving stop --artifacts artifacts
+  python -m helpers.serving measure --artifacts artifacts --out results/cpu-xeon/serving
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ..config import ArtifactPaths
+from ..errors import SeriesError
+from .repository import LOADABLE_HERE, Batching, RepositoryConfig, Sources, write_repository
+from .server import ServerConfig, TritonServer
+
+
+def _repository(args: argparse.Namespace) -> Path:
+    return Path(args.repository) if args.repository else ArtifactPaths.at(args.artifacts).root / "serving" / "model_repository"
+
+
+def _state(args: argparse.Namespace) -> Path:
+    return ArtifactPaths.at(args.artifacts).root / "serving" / "server.json"
+
+
+def _server_config(args: argparse.Namespace) -> ServerConfig:
+    models = tuple(m for m in args.models.split(",") if m) if args.models else LOADABLE_HERE
+    return ServerConfig(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                        models=models, triton_home=args.triton_home)
+
+
+def _write(args: argparse.Namespace) -> Path:
+    preferred = tuple(int(x) for x in args.preferred.split(",") if x)
+    config = RepositoryConfig(device=args.device, batching=Batching(True, preferred, args.delay_us),
+                              instances=args.instances, threads=args.threads)
+    repo = write_repository(_repository(args), Sources.from_artifacts(ArtifactPaths.at(args.artifacts)), config)
+    print(f"model repository: {repo.root} (models {', '.join(repo.models)}; left out: {repo.skipped or 'none'})")
+    return repo.root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.serving", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["check", "write", "serve", "start", "stop", "status", "measure"])
+    parser.add_argument("--artifacts", default="artifacts", help="artifacts folder of 01/02 (default: artifacts)")
+    parser.add_argument("--repository", help="model repository (default: <artifacts>/serving/model_repository)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="instance kind and model files")
+    parser.add_argument("--preferred", default="4,8,16", help="dynamic batching: preferred batch sizes")
+    parser.add_argument("--delay-us", type=int, default=2000, help="dynamic batching: max queue delay (microseconds)")
+    parser.add_argument("--instances", type=int, default=1, help="model instances (stub processes)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads per instance (0: all cores)")
+    parser.add_argument("--models", default="", help="models to load, comma-separated (default: those this server can)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--http-port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--grpc-port", type=int, default=0)
+    parser.add_argument("--metrics-port", type=int, default=0)
+    parser.add_argument("--triton-home", help="folder with setup.sh's server/ (default: <venv>/triton)")
+    parser.add_argument("--out", default="", help="measure: folder for serving.json and the plot")
+    parser.add_argument("--concurrencies", default="1,2,4,8,16,32")
+    parser.add_argument("--requests", type=int, default=400, help="measure: requests per case (at least 10 per client)")
+    parser.add_argument("--note", default="", help="measure: a note stored with the results (e.g. 'busy machine')")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            import tempfile
+
+            from .runtime import prepare_runtime
+
+            with tempfile.TemporaryDirectory() as tmp:
+                report = prepare_runtime(tmp, args.triton_home).report
+            print(json.dumps(report, indent=2))
+        elif args.command == "write":
+            _write(args)
+        elif args.command in ("serve", "start"):
+            repo = _repository(args) if _repository(args).is_dir() else _write(args)
+            workdir = ArtifactPaths.at(args.artifacts).root / "serving" / "server" if args.command == "start" else None
+            server = TritonServer(repo, _server_config(args), workdir).start(detach=args.command == "start")
+            print(json.dumps(server.describe(), indent=2))
+            if args.command == "start":
+                server.save_state(_state(args))
+                print(f"started in the background; stop with: python -m helpers.serving stop --artifacts {args.artifacts}")
+            else:
+                done = threading.Event()
+                signal.signal(signal.SIGTERM, lambda *_: done.set())
+                print("serving; Ctrl-C stops the server")
+                try:
+                    while not done.wait(1.0) and server.is_alive():
+                        pass
+                except KeyboardInterrupt:
+                    pass
+                print(f"stopped (exit code {server.stop()})")
+        elif args.command in ("stop", "status"):
+            server = TritonServer.from_state(_state(args))
+            alive = server.is_alive()
+            if args.command == "status":
+                print(json.dumps({**server.describe(), "alive": alive, "ready": alive and server.is_ready()}, indent=2))
+            else:
+                server.stop()
+                _state(args).unlink(missing_ok=True)
+                print(f"stopped the server of {server.repository}" if alive else "the server was not running")
+        elif args.command == "measure":
+            from .measure import SweepConfig, run_measurement
+
+            sweep = SweepConfig(concurrencies=tuple(int(c) for c in args.concurrencies.split(",")), requests=args.requests)
+            out = Path(args.out) if args.out else ArtifactPaths.at(args.artifacts).root / "serving"
+            paths = run_measurement(ArtifactPaths.at(args.artifacts), _repository(args) if args.repository else None,
+                                    sweep, out, server_config=_server_config(args), note=args.note)
+            print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+    except SeriesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

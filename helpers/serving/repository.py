@@ -1,0 +1,335 @@
+"""A Triton model repository for the classifier: ``config.pbtxt`` rendering and the repository writer.
+
+The repository is the unit users copy into NVIDIA's Triton container (``tritonserver --model-repository``):
+
+```
+model_repository/
+  sentiment/            Python backend: TEXT -> LABEL, PROBABILITIES (tokenizer + best backend inside)
+    config.pbtxt        max_batch_size, dims, data types, dynamic_batching, instance_group
+    1/model.py          two lines: the logic is helpers.serving.model.SentimentModel
+    1/vocab.txt, 1/model.int8.onnx (or the GPU file), 1/serving.json
+  sentiment_nobatch/    the same model without dynamic batching (measured beside it in 07)
+  tokenizer/            the split form, step 1 (Python backend): TEXT -> input_ids, segment_ids
+  classifier_onnx/      step 2 on the container's ONNX Runtime backend (platform onnxruntime_onnx)
+  classifier_trt/       or on its TensorRT backend (platform tensorrt_plan), where 04 built an engine
+  postprocess/          step 3 (Python backend): logits -> LABEL, PROBABILITIES
+  sentiment_onnx/       ensemble: tokenizer -> classifier_onnx -> postprocess (sentiment_trt likewise)
+```
+
+The bundled server here has only the Python backend, so ``sentiment``, ``sentiment_nobatch``, ``tokenizer`` and
+``postprocess`` load here; ``classifier_onnx``, ``classifier_trt`` and the ensembles over them need the
+container's ONNX Runtime and TensorRT backends. Every ``config.pbtxt`` is parsed with Triton's own
+model-config protobuf (:func:`parse_config`), so a misspelt field fails at once.
+
+**Dynamic batching.** Triton queues requests for up to ``max_queue_delay_microseconds`` and hands the model
+a batch as soon as one of ``preferred_batch_size`` is reached (or the delay runs out). The delay is an upper
+bound on what batching adds to a lone request's latency; the preferred sizes are the sizes at which the
+backend's cost per sentence has mostly flattened out. See :class:`Batching` for the defaults and why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ConfigError, MissingArtifactError
+from ..export import ONNX_FILES
+from ..io import atomic_dir, atomic_write_json, atomic_write_text
+from .model import CPU_ORDER, GPU_ORDER, INPUT_IDS, LABEL, LOGITS, PROBABILITIES, SEGMENT_IDS, SERVING_FILE, TEXT, ServingSpec
+
+PYTHON_MODELS = {"sentiment": "SentimentModel", "tokenizer": "TokenizerModel", "postprocess": "PostprocessModel"}
+#: Models of the repository that the Python backend alone can load (everything this machine's server has).
+LOADABLE_HERE: tuple[str, ...] = ("sentiment", "sentiment_nobatch", "tokenizer", "postprocess")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Triton's dynamic batcher for one model.
+
+    Defaults for a 2-core CPU and a small BERT: ``max_queue_delay_us=2000`` (2 ms) keeps the worst extra wait
+    below the time one sentence takes on the backend, so a lone request loses little; preferred sizes
+    ``4, 8, 16`` are where ONNX Runtime's cost per sentence has mostly flattened on two cores (larger batches
+    only add waiting). ``enabled=False`` writes no ``dynamic_batching`` block: each request runs alone.
+    """
+
+    enabled: bool = True
+    preferred: tuple[int, ...] = (4, 8, 16)
+    max_queue_delay_us: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.max_queue_delay_us < 0 or any(int(b) < 1 for b in self.preferred):
+            raise ConfigError(f"batching needs preferred sizes >= 1 and a delay >= 0 us, got {self}.")
+
+    def render(self, max_batch_size: int) -> str:
+        if not self.enabled:
+            return ""
+        sizes = sorted({int(b) for b in self.preferred if int(b) <= max_batch_size})
+        preferred = f"\n  preferred_batch_size: [ {', '.join(map(str, sizes))} ]" if sizes else ""
+        return f"dynamic_batching {{{preferred}\n  max_queue_delay_microseconds: {int(self.max_queue_delay_us)}\n}}\n"
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """What to write. ``device``: ``cpu`` or ``gpu`` (instance kind and which model files go in).
+
+    ``max_batch_size`` is the most sentences one request may carry (and the most a dynamic batch may join):
+    1024 lets a client send 1,000 sentences at once; the Classifier inside still runs them in length-sorted
+    batches of ``classifier_batch``. ``instances`` stub processes serve in parallel; ``threads`` are ONNX
+    Runtime's CPU threads per instance (0: every core).
+    """
+
+    name: str = "sentiment"
+    device: str = "cpu"
+    max_batch_size: int = 1024
+    batching: Batching = Batching()
+    instances: int = 1
+    threads: int = 0
+    classifier_batch: int = 32
+    unbatched_twin: bool = True
+    split: bool = True
+    split_max_batch: int = 64
+    pad_multiple: int = 16
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "gpu"):
+            raise ConfigError(f"repository device must be 'cpu' or 'gpu', got {self.device!r}.")
+        if min(self.max_batch_size, self.instances, self.classifier_batch, self.split_max_batch, self.pad_multiple) < 1:
+            raise ConfigError(f"repository sizes must be >= 1, got {self}.")
+
+    @property
+    def kind(self) -> str:
+        return "KIND_GPU" if self.device == "gpu" else "KIND_CPU"
+
+
+def _tensor(name: str, dtype: str, dims: Sequence[int]) -> str:
+    return f"  {{ name: \"{name}\" data_type: {dtype} dims: [ {', '.join(map(str, dims))} ] }}"
+
+
+def _io(inputs: Sequence[str], outputs: Sequence[str]) -> str:
+    return "input [\n" + ",\n".join(inputs) + "\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
+
+
+def _instances(count: int, kind: str, profiles: Sequence[int] = ()) -> str:
+    quoted = ", ".join('"%d"' % p for p in profiles)
+    prof = f" profile: [ {quoted} ]" if profiles else ""
+    return f"instance_group [ {{ count: {count} kind: {kind}{prof} }} ]\n"
+
+
+def python_model_config(name: str, config: RepositoryConfig, num_labels: int, batching: Batching | None = None) -> str:
+    """``config.pbtxt`` of the all-in-one Python-backend model ``name``."""
+    batching = config.batching if batching is None else batching
+    return (f"name: \"{name}\"\nbackend: \"python\"\nmax_batch_size: {config.max_batch_size}\n"
+            + _io([_tensor(TEXT, "TYPE_STRING", [1])],
+                  [_tensor(LABEL, "TYPE_STRING", [1]), _tensor(PROBABILITIES, "TYPE_FP32", [num_labels])])
+            + batching.render(config.max_batch_size) + _instances(config.instances, config.kind))
+
+
+def tokenizer_config(config: RepositoryConfig) -> str:
+    return ("name: \"tokenizer\"\nbackend: \"python\"\n" f"max_batch_size: {config.split_max_batch}\n"
+            + _io([_tensor(TEXT, "TYPE_STRING", [1])], [_tensor(INPUT_IDS, "TYPE_INT32", [-1]), _tensor(SEGMENT_IDS, "TYPE_INT32", [-1])])
+            + config.batching.render(config.split_max_batch) + _instances(config.instances, "KIND_CPU"))
+
+
+def postprocess_config(config: RepositoryConfig, num_labels: int) -> str:
+    return ("name: \"postprocess\"\nbackend: \"python\"\n" f"max_batch_size: {config.split_max_batch}\n"
+            + _io([_tensor(LOGITS, "TYPE_FP32", [num_labels])],
+                  [_tensor(LABEL, "TYPE_STRING", [1]), _tensor(PROBABILITIES, "TYPE_FP32", [num_labels])])
+            + config.batching.render(config.split_max_batch) + _instances(config.instances, "KIND_CPU"))
+
+
+def onnx_config(config: RepositoryConfig, num_labels: int, threads: int = 0) -> str:
+    """``classifier_onnx``: the exported graph on the container's ONNX Runtime backend."""
+    params = ""
+    if threads:
+        params = ("parameters { key: \"intra_op_thread_count\" value: { string_value: \"%d\" } }\n" % threads)
+    return ("name: \"classifier_onnx\"\nplatform: \"onnxruntime_onnx\"\n" f"max_batch_size: {config.split_max_batch}\n"
+            + _io([_tensor(INPUT_IDS, "TYPE_INT32", [-1]), _tensor(SEGMENT_IDS, "TYPE_INT32", [-1])],
+                  [_tensor(LOGITS, "TYPE_FP32", [num_labels])])
+            + config.batching.render(config.split_max_batch) + _instances(config.instances, config.kind) + params)
+
+
+def trt_config(plan: Any, num_labels: int, config: RepositoryConfig) -> str:
+    """``classifier_trt``: 04's engine on the container's TensorRT backend.
+
+    ``plan`` is the engine's :class:`~helpers.trt.profiles.ProfilePlan`: ``max_batch_size`` is its largest
+    batch, and the instance may use every profile (Triton picks the one that fits each batch's shape).
+    """
+    max_batch = min(int(plan.max_batch), config.split_max_batch)
+    return ("name: \"classifier_trt\"\nplatform: \"tensorrt_plan\"\n" f"max_batch_size: {max_batch}\n"
+            + _io([_tensor(INPUT_IDS, "TYPE_INT32", [-1]), _tensor(SEGMENT_IDS, "TYPE_INT32", [-1])],
+                  [_tensor(LOGITS, "TYPE_FP32", [num_labels])])
+            + config.batching.render(max_batch) + _instances(config.instances, "KIND_GPU", range(len(plan.profiles))))
+
+
+def ensemble_config(name: str, classifier: str, num_labels: int, max_batch: int) -> str:
+    """The ensemble ``name``: tokenizer -> ``classifier`` -> postprocess, with the Python model's interface."""
+    def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+        maps = "".join(f"\n      input_map {{ key: \"{k}\" value: \"{v}\" }}" for k, v in inputs.items())
+        maps += "".join(f"\n      output_map {{ key: \"{k}\" value: \"{v}\" }}" for k, v in outputs.items())
+        return f"    {{\n      model_name: \"{model}\"\n      model_version: -1{maps}\n    }}"
+
+    steps = [step("tokenizer", {TEXT: TEXT}, {INPUT_IDS: "ids", SEGMENT_IDS: "segments"}),
+             step(classifier, {INPUT_IDS: "ids", SEGMENT_IDS: "segments"}, {LOGITS: "scores"}),
+             step("postprocess", {LOGITS: "scores"}, {LABEL: LABEL, PROBABILITIES: PROBABILITIES})]
+    return (f"name: \"{name}\"\nplatform: \"ensemble\"\nmax_batch_size: {max_batch}\n"
+            + _io([_tensor(TEXT, "TYPE_STRING", [1])],
+                  [_tensor(LABEL, "TYPE_STRING", [1]), _tensor(PROBABILITIES, "TYPE_FP32", [num_labels])])
+            + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n")
+
+
+def parse_config(text: str) -> Any:
+    """Parse ``config.pbtxt`` text into Triton's ``ModelConfig`` protobuf (raises on any unknown field)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def model_py(class_name: str) -> str:
+    return ('"""Triton Python-backend entry point. The logic is helpers.serving.model '
+            f'({class_name}); install the series\' helpers package in the serving image."""\n\n'
+            f"from helpers.serving.model import {class_name} as TritonPythonModel  # noqa: F401\n")
+
+
+@dataclass
+class Sources:
+    """What the repository is made from: 01's checkpoint and 02's ONNX files (04's engine where present)."""
+
+    vocab: Path
+    labels: list[str]
+    max_len: int
+    onnx: dict[str, Path]
+    engine: Path | None = None
+    plan: Any = None
+    fingerprint: str = ""
+
+    @classmethod
+    def from_artifacts(cls, paths: Any) -> "Sources":
+        """From an :class:`~helpers.config.ArtifactPaths` (checkpoint metadata read without loading weights)."""
+        from ..io import read_json
+        from ..model import META_FILE, VOCAB_FILE
+
+        meta_file = paths.checkpoint / META_FILE
+        if not meta_file.is_file():
+            raise MissingArtifactError(f"serving: no checkpoint in {paths.checkpoint}; run 01_train first.")
+        meta = read_json(meta_file)
+        onnx = {k: paths.onnx / v for k, v in ONNX_FILES.items() if (paths.onnx / v).is_file()}
+        if not any(k in onnx for k in CPU_ORDER):
+            raise MissingArtifactError(f"serving: no ONNX model in {paths.onnx}; run 02_onnx_export first.")
+        from ..trt.builder import engine_name
+
+        engine = paths.trt / engine_name("fp16")
+        plan = None
+        if engine.is_file():
+            from ..trt.metadata import read_metadata
+
+            plan = read_metadata(engine).profile_plan()
+        return cls(paths.checkpoint / VOCAB_FILE, list(meta["labels"]), int(meta["max_len"]), onnx,
+                   engine if engine.is_file() else None, plan, str(meta.get("fingerprint", "")))
+
+
+@dataclass
+class Repository:
+    """A written repository: its folder, the models in it, and the models left out with the reason."""
+
+    root: Path
+    models: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def config_path(self, model: str) -> Path:
+        return self.root / model / "config.pbtxt"
+
+
+def _version_folder(folder: Path, sources: Sources, files: dict[str, Path], config: RepositoryConfig,
+                    class_name: str, pad_multiple: int) -> None:
+    folder.mkdir(parents=True)
+    shutil.copy2(sources.vocab, folder / "vocab.txt")
+    for path in files.values():
+        shutil.copy2(path, folder / path.name)
+    spec = ServingSpec(tuple(sources.labels), sources.max_len, "vocab.txt", {k: p.name for k, p in files.items()},
+                       config.classifier_batch, config.threads, pad_multiple, {"checkpoint_fingerprint": sources.fingerprint})
+    atomic_write_json(folder / SERVING_FILE, spec.to_dict())
+    atomic_write_text(folder / "model.py", model_py(class_name))
+
+
+def model_files(sources: Sources, device: str) -> dict[str, Path]:
+    """The model files a Python model gets: the best for ``device`` plus the best CPU file as a fallback."""
+    available = dict(sources.onnx)
+    if sources.engine is not None:
+        available["tensorrt"] = sources.engine
+    files: dict[str, Path] = {}
+    for order in ((GPU_ORDER,) if device == "gpu" else ()) + (CPU_ORDER,):
+        kind = next((k for k in order if k in available), None)
+        if kind is not None:
+            files[kind] = available[kind]
+    return files
+
+
+def write_repository(dest: str | os.PathLike[str], sources: Sources, config: RepositoryConfig = RepositoryConfig()) -> Repository:
+    """Write the model repository to ``dest`` (replacing an older one only once the new one is complete)."""
+    dest = Path(dest)
+    n = len(sources.labels)
+    files = model_files(sources, config.device)
+    models: list[str] = []
+    skipped: dict[str, str] = {}
+    new = dest.with_name(dest.name + ".new")
+    shutil.rmtree(new, ignore_errors=True)
+    with atomic_dir(new) as tmp:
+        # On a GPU the all-in-one model pads batch widths to a multiple of 16 (bounded shapes for ONNX Runtime CUDA)
+        own_pad = config.pad_multiple if config.device == "gpu" else 1
+
+        def add(name: str, text: str, version: dict[str, Path] | None = None, class_name: str = "", pad: int = 1) -> None:
+            parse_config(text)  # never write a config Triton would refuse
+            (tmp / name).mkdir()
+            atomic_write_text(tmp / name / "config.pbtxt", text)
+            if version is not None:
+                _version_folder(tmp / name / "1", sources, version, config, class_name, pad)
+            models.append(name)
+
+        add(config.name, python_model_config(config.name, config, n), files, "SentimentModel", own_pad)
+        if config.unbatched_twin:
+            add(f"{config.name}_nobatch", python_model_config(f"{config.name}_nobatch", config, n, Batching(enabled=False)),
+                files, "SentimentModel", own_pad)
+        if config.split:
+            add("tokenizer", tokenizer_config(config), {}, "TokenizerModel", config.pad_multiple)
+            add("postprocess", postprocess_config(config, n), {}, "PostprocessModel")
+            onnx_kind = next((k for k in (("fused-fp16", "fp16") if config.device == "gpu" else ()) + CPU_ORDER
+                              if k in sources.onnx), None)
+            if onnx_kind is not None:
+                add("classifier_onnx", onnx_config(config, n, config.threads))
+                (tmp / "classifier_onnx" / "1").mkdir()
+                shutil.copy2(sources.onnx[onnx_kind], tmp / "classifier_onnx" / "1" / "model.onnx")
+                add(f"{config.name}_onnx", ensemble_config(f"{config.name}_onnx", "classifier_onnx", n, config.split_max_batch))
+            if sources.engine is not None and sources.plan is not None:
+                add("classifier_trt", trt_config(sources.plan, n, config))
+                (tmp / "classifier_trt" / "1").mkdir()
+                shutil.copy2(sources.engine, tmp / "classifier_trt" / "1" / "model.plan")
+                add(f"{config.name}_trt", ensemble_config(f"{config.name}_trt", "classifier_trt", n,
+                                                          min(int(sources.plan.max_batch), config.split_max_batch)))
+            else:
+                skipped["classifier_trt"] = "no TensorRT engine from 04_build_engine (it needs a GPU with TensorRT)"
+    if dest.exists():
+        old = dest.with_name(dest.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+        os.replace(new, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, dest)
+    return Repository(dest, models, skipped)
+
+
+def check_repository(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse every ``config.pbtxt`` under ``root``; each model's name must match its folder."""
+    configs = {}
+    for path in sorted(Path(root).glob("*/config.pbtxt")):
+        parsed = parse_config(path.read_text(encoding="utf-8"))
+        if parsed.name != path.parent.name:
+            raise ConfigError(f"{path}: name {parsed.name!r} differs from its folder {path.parent.name!r}; Triton refuses that.")
+        configs[parsed.name] = parsed
+    if not configs:
+        raise MissingArtifactError(f"no config.pbtxt under {root}; write the repository first.")
+    return configs

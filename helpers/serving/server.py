@@ -1,0 +1,352 @@
+"""Start, watch and stop a Triton server process over a model repository.
+
+``TritonServer(repository).start()`` prepares the runtime (:mod:`helpers.serving.runtime`), picks free ports
+(never fixed ones, so tests and notebooks never collide), starts ``tritonserver`` in its own process group
+(the Python-backend stubs are its children) and waits until ``/v2/health/ready`` answers. ``stop()`` sends
+SIGTERM, waits, then SIGKILLs the whole group, so nothing is left behind: no process, no port. Used as a context
+manager, or stopped at interpreter exit if the caller forgets. A server that dies or never gets ready raises
+:class:`~helpers.errors.ServingError` with the end of its log.
+
+``start(detach=True)`` leaves the server running after this process exits and writes a state file
+(pid, ports, log) that :meth:`TritonServer.from_state` reads to stop it later; the CLI's start/stop use this.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ServingError
+from ..io import atomic_write_json, read_json
+from .runtime import prepare_runtime
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that are free right now (the OS picks them)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run the server. Ports 0 are chosen free at start. ``models`` empty: load every model of the
+    repository; else load only these (Triton's explicit model control)."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    models: tuple[str, ...] = ()
+    start_timeout_s: float = 180.0
+    stop_timeout_s: float = 20.0
+    exit_timeout_s: int = 5
+    log_verbose: int = 0
+    triton_home: str | None = None
+    numpy_site: str | None = None
+
+
+@dataclass
+class ServerState:
+    """What a running server is: for the state file, and for clients (``http_url``, ``grpc_url``)."""
+
+    pid: int
+    host: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    repository: str
+    log: str
+    workdir: str
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+
+def _get(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+class TritonServer:
+    """One ``tritonserver`` process over ``repository`` (see the module docstring)."""
+
+    def __init__(self, repository: str | os.PathLike[str], config: ServerConfig = ServerConfig(),
+                 workdir: str | os.PathLike[str] | None = None) -> None:
+        self.repository = Path(repository).resolve()
+        self.config = config
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else None
+        self.process: subprocess.Popen | None = None
+        self.state: ServerState | None = None
+        self.runtime_report: dict[str, str] = {}
+        self.exit_code: int | None = None
+
+    # ------------------------------------------------------------------ start
+    def command(self, backends: Path, ports: tuple[int, int, int]) -> list[str]:
+        cfg = self.config
+        cmd = ["--model-repository", str(self.repository), "--backend-directory", str(backends),
+               "--http-address", cfg.host, "--http-port", str(ports[0]), "--grpc-address", cfg.host,
+               "--grpc-port", str(ports[1]), "--metrics-address", cfg.host, "--metrics-port", str(ports[2]),
+               "--exit-timeout-secs", str(cfg.exit_timeout_s), "--log-verbose", str(cfg.log_verbose),
+               "--disable-auto-complete-config", "--strict-readiness", "true"]
+        if cfg.models:
+            cmd += ["--model-control-mode", "explicit"] + [f"--load-model={m}" for m in cfg.models]
+        return cmd
+
+    def start(self, detach: bool = False) -> "TritonServer":
+        """Start and wait until every model is ready; :class:`ServingError` with the log tail if not."""
+        if self.process is not None and self.process.poll() is None:
+            raise ServingError(f"triton: this server already runs (pid {self.process.pid}); stop() it first.")
+        if not self.repository.is_dir():
+            raise ServingError(f"triton: no model repository at {self.repository}; write it first (helpers.serving.repository).")
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="triton-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        runtime = prepare_runtime(self.workdir, self.config.triton_home, self.config.numpy_site)
+        self.runtime_report = runtime.report
+        cfg = self.config
+        chosen = [cfg.http_port, cfg.grpc_port, cfg.metrics_port]
+        picked = iter(free_ports(3, cfg.host))
+        ports = tuple(p or next(picked) for p in chosen)
+        log_path = self.workdir / "tritonserver.log"
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([str(runtime.install.server), *self.command(runtime.backends, ports)],
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=runtime.env, cwd=self.workdir, start_new_session=True)
+        self.exit_code = None
+        self.state = ServerState(self.process.pid, cfg.host, *ports, str(self.repository), str(log_path),
+                                 str(self.workdir), list(cfg.models))
+        if not detach:
+            atexit.register(self.stop)
+        try:
+            self.wait_ready(cfg.start_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll ``/v2/health/ready`` until it answers 200; stop early if the process died."""
+        assert self.state is not None
+        deadline = time.monotonic() + timeout_s
+        url = f"http://{self.state.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if not self.is_alive():
+                raise ServingError(f"triton: the server exited (code {self.exit_code}) before it was ready. "
+                                   f"Its log ends:\n{self.log_tail()}")
+            if _get(url, timeout=1.0) == 200:
+                return
+            failed = self.failed_models() or self.fatal_log_lines()
+            if failed:
+                reasons = "; ".join(f"{name}: {why}" for name, why in failed.items())
+                raise ServingError(f"triton: models failed to load ({reasons}). Its log ends:\n{self.log_tail()}")
+            time.sleep(0.25)
+        raise ServingError(f"triton: not ready after {timeout_s:.0f} s (models still loading or failed). "
+                           f"Its log ends:\n{self.log_tail()}")
+
+    # ------------------------------------------------------------------ watch
+    def is_alive(self) -> bool:
+        if self.process is not None:
+            code = self.process.poll()
+            if code is not None:
+                self.exit_code = code
+            return code is None
+        return self.state is not None and _alive(self.state.pid)
+
+    def failed_models(self) -> dict[str, str]:
+        """Models of the repository index that failed to load, with Triton's reason (empty while loading)."""
+        assert self.state is not None
+        request = urllib.request.Request(f"http://{self.state.http_url}/v2/repository/index", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=2.0) as response:
+                index = json.loads(response.read().decode("utf-8"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return {}
+        return {m.get("name", "?"): m.get("reason", "") for m in index
+                if m.get("state") == "UNAVAILABLE" and m.get("reason") and (not self.config.models or m.get("name") in self.config.models)}
+
+    #: Log lines after which a start cannot succeed (the Python backend keeps such a model "loading" for long).
+    FATAL_LOG = ("Failed to preinitialize Python stub", "failed to load '", "Address already in use",
+                 "error: creating server")
+
+    def fatal_log_lines(self) -> dict[str, str]:
+        """``{"log": line}`` for the first log line that says the start has failed (empty if none)."""
+        if self.state is None or not Path(self.state.log).is_file():
+            return {}
+        for line in Path(self.state.log).read_text(encoding="utf-8", errors="replace").splitlines():
+            if any(marker in line for marker in self.FATAL_LOG):
+                return {"log": line.split("] ", 1)[-1].strip()[:400]}
+        return {}
+
+    def is_ready(self) -> bool:
+        return self.state is not None and _get(f"http://{self.state.http_url}/v2/health/ready") == 200
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of the server's log (table borders left out)."""
+        if self.state is None or not Path(self.state.log).is_file():
+            return "(no log)"
+        text = Path(self.state.log).read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join([t for t in text if not t.startswith(("+-", "|"))][-lines:])
+
+    def _require(self) -> ServerState:
+        if self.state is None:
+            raise ServingError("triton: the server was not started; call start() first.")
+        return self.state
+
+    @property
+    def http_url(self) -> str:
+        return self._require().http_url
+
+    @property
+    def grpc_url(self) -> str:
+        return self._require().grpc_url
+
+    @property
+    def metrics_url(self) -> str:
+        return self._require().metrics_url
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> int | None:
+        """Stop the server and its stubs (SIGTERM, then SIGKILL after ``stop_timeout_s``); safe to call twice.
+
+        Returns the server's exit code (None when it was not this process's child)."""
+        state = self.state
+        if state is None:
+            return self.exit_code
+        try:
+            atexit.unregister(self.stop)
+        except Exception:  # atexit may already be running
+            pass
+        pgid = state.pid  # start_new_session: the server leads its own process group
+        self._signal(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.stop_timeout_s
+        while time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.1)
+        self._signal(pgid, signal.SIGKILL)  # the stubs too, even if the server exited on its own
+        if self.process is not None:
+            try:
+                self.exit_code = self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(state.pid):
+                time.sleep(0.1)
+        for port in (state.http_port, state.grpc_port, state.metrics_port):
+            deadline = time.monotonic() + 10
+            while port_open(state.host, port) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        if self._own_workdir and self.workdir is not None and self.process is not None:
+            shutil.rmtree(self.workdir / "stub-env", ignore_errors=True)
+        self.process = None
+        return self.exit_code
+
+    @staticmethod
+    def _signal(pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def restart(self) -> "TritonServer":
+        """Start again on the same ports, repository and working folder (after a stop or a crash)."""
+        if self.state is not None:
+            self.config = replace(self.config, http_port=self.state.http_port, grpc_port=self.state.grpc_port,
+                                  metrics_port=self.state.metrics_port)
+        self.stop()
+        return self.start()
+
+    # ------------------------------------------------------------------ state file (CLI start/stop)
+    def save_state(self, path: str | os.PathLike[str]) -> Path:
+        return atomic_write_json(path, {**asdict(self._require()), "config": asdict(self.config)})
+
+    @classmethod
+    def from_state(cls, path: str | os.PathLike[str]) -> "TritonServer":
+        """A handle on a server started elsewhere with ``start(detach=True)`` (to query or stop it)."""
+        try:
+            data = read_json(path)
+            config = ServerConfig(**{**data.pop("config"), "models": tuple(data.get("models", ()))})
+            server = cls(data["repository"], config, data["workdir"])
+            server.state = ServerState(**data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ServingError(f"triton: cannot read the server state file {path} ({exc}); was the server started "
+                               "with `python -m helpers.serving start`?") from None
+        server._own_workdir = False
+        return server
+
+    def __enter__(self) -> "TritonServer":
+        return self.start() if self.state is None or not self.is_alive() else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def describe(self) -> dict[str, Any]:
+        state = self._require()
+        return {"pid": state.pid, "http": state.http_url, "grpc": state.grpc_url, "metrics": state.metrics_url,
+                "repository": state.repository, "models": state.models or "all", "log": state.log}
+
+    def __repr__(self) -> str:
+        where = f" http {self.state.http_url} grpc {self.state.grpc_url}" if self.state else ""
+        return f"<TritonServer {self.repository.name}{where} {'running' if self.is_alive() else 'stopped'}>"
+
+
+def dump_state(state: ServerState) -> str:
+    return json.dumps(asdict(state), indent=2)

@@ -1,0 +1,59 @@
+"""Fixtures of the serving tests: a tiny exported model, its model repository and one real Triton server.
+
+The server is started once per test module that asks for it (``served``) and stopped at the end; every test
+that stops or breaks it restarts it. ``no_leftovers`` checks that the stopped server's process and ports are gone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers.serving.repository import LOADABLE_HERE, RepositoryConfig, Sources, write_repository
+from helpers.serving.server import ServerConfig, TritonServer, port_open
+from helpers.tokenizer import save_vocab
+
+LABELS = ["negative", "positive"]
+
+
+@pytest.fixture(scope="session")
+def sources(tmp_path_factory, sentences, tokenizer) -> Sources:
+    import torch
+
+    from helpers.config import PROFILES
+    from helpers.export import onnx_from_classifier
+    from helpers.model import SentimentClassifier, bert_config
+
+    folder = tmp_path_factory.mktemp("serving-src")
+    torch.manual_seed(0)
+    model = SentimentClassifier(bert_config(PROFILES["tiny"], tokenizer.vocab_size), num_labels=2).eval()
+    onnx_from_classifier(model, folder / "model.onnx", labels=LABELS, max_len=tokenizer.max_len, profile="tiny")
+    save_vocab(tokenizer.vocab, folder / "vocab.txt")
+    return Sources(folder / "vocab.txt", LABELS, tokenizer.max_len, {"plain": folder / "model.onnx"})
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory, sources):
+    return write_repository(tmp_path_factory.mktemp("serving") / "model_repository", sources,
+                            RepositoryConfig(threads=1, batching=RepositoryConfig().batching))
+
+
+def assert_released(server: TritonServer) -> None:
+    """The stopped server left no process and no open port behind."""
+    state = server.state
+    assert state is not None
+    assert not server.is_alive()
+    assert not os.path.exists(f"/proc/{state.pid}") or Path(f"/proc/{state.pid}/stat").read_text().split(") ")[-1][:1] == "Z"
+    for port in (state.http_port, state.grpc_port, state.metrics_port):
+        assert not port_open(state.host, port), f"port {port} still open after stop()"
+
+
+@pytest.fixture(scope="module")
+def served(repository):
+    server = TritonServer(repository.root, ServerConfig(models=LOADABLE_HERE, start_timeout_s=240))
+    server.start()
+    yield server
+    server.stop()
+    assert_released(server)
