@@ -9,8 +9,8 @@ import pytest
 from helpers.backends import Classifier, OrtBackend
 from helpers.errors import ConfigError, ServingError
 from helpers.serving.load import LoadResult, LoadSpec, run_load
-from helpers.serving.measure import (SweepConfig, cases_table, compare_goals, in_process_ceiling, lscpu_summary,
-                                     results_record, save_results, sweep)
+from helpers.serving.measure import (SweepConfig, cases_table, compare_goals, compare_served, in_process_ceiling,
+                                     lscpu_summary, results_record, save_results, sweep)
 from serving_fixtures import repository, served, sources  # noqa: F401  (fixtures)
 
 
@@ -68,3 +68,27 @@ def test_goal_arithmetic():
 def test_lscpu_summary_names_the_cpu():
     cpu = lscpu_summary()
     assert cpu["model"] != "unknown" and cpu["flags"]
+
+
+def _prediction(p_positive):
+    import numpy as np
+
+    from helpers.backends.classifier import Prediction
+
+    probs = np.stack([1 - np.asarray(p_positive), np.asarray(p_positive)], axis=1)
+    labels = ["positive" if p > 0.5 else "negative" for p in p_positive]
+    return Prediction(labels, probs.argmax(1), probs, np.log(probs), 1, 0, 0, 0)
+
+
+def test_served_answers_may_flip_only_on_the_fence():
+    local = _prediction([0.9, 0.501, 0.2, 0.7])
+    fence_flip = [_prediction([0.91, 0.49]), _prediction([0.21, 0.69])]  # one request of two, then another
+    report = compare_served(local, fence_flip, "ort-cpu-int8")
+    assert report["ok"] and report["flips"] == 1 and report["flips_off_the_fence"] == 0
+    assert report["agreement"] == 0.75 and abs(report["max_probability_diff"] - 0.011) < 1e-9
+    far_flip = [_prediction([0.3, 0.5, 0.2, 0.7])]  # a confident sentence changed its answer
+    assert not compare_served(local, far_flip, "ort-cpu-int8")["ok"]
+    drift = [_prediction([0.9, 0.501, 0.2, 0.702])]  # no flip, but more than a float model may move
+    assert compare_served(local, drift, "ort-cpu-int8")["ok"] and not compare_served(local, drift, "ort-cuda-fp16")["ok"]
+    with pytest.raises(ServingError, match="3 served answers for 4 sentences"):
+        compare_served(local, [_prediction([0.9, 0.5, 0.2])], "ort-cpu-int8")

@@ -17,7 +17,8 @@ from tritonclient.utils import InferenceServerException
 
 from helpers.backends import Classifier, OrtBackend
 from helpers.errors import ServingError
-from helpers.serving.client import TritonClassifier, model_statistics, stats_delta, text_input, wait_idle
+from helpers.serving.client import (TritonClassifier, model_statistics, statistics_after, stats_delta, text_input,
+                                   wait_idle)
 from helpers.serving.load import LoadSpec, run_load
 from helpers.serving.server import ServerConfig, TritonServer
 from serving_fixtures import assert_released, repository, served, sources  # noqa: F401  (fixtures)
@@ -124,7 +125,7 @@ def test_statistics_show_the_batches_formed(served, sentences):  # noqa: F811
     client = httpclient.InferenceServerClient(served.http_url)
     before = wait_idle(client, "http", "sentiment")
     result = run_load(LoadSpec(served.http_url, "http", "sentiment", concurrency=8, requests=64), sentences[0])
-    after = model_statistics(client, "http", "sentiment")
+    after = statistics_after(client, "http", "sentiment", before, result.answered)
     stats = stats_delta(before, after)
     assert result.answered == 64 and stats.requests == 64 and stats.inferences == 64
     assert sum(size * n for size, n in stats.batches.items()) == 64 and stats.executions == sum(stats.batches.values())

@@ -186,6 +186,26 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> ServerStats:
                        {k: v for k, v in batches.items() if v > 0})
 
 
+def statistics_after(client: Any, protocol: str, model: str, before: dict[str, Any], requests: int,
+                     timeout_s: float = 10.0) -> dict[str, Any]:
+    """A statistics snapshot that counts the ``requests`` answered since ``before``.
+
+    Triton records a request in its statistics after the response has gone out, so a snapshot taken the moment
+    the last answer arrives can miss it. Poll until the success and failure counts have grown by ``requests``;
+    after ``timeout_s`` return what the server reports (a shortfall then shows in the run's record)."""
+    import time
+
+    def done(now: dict[str, Any]) -> int:
+        return now["success"][0] + now["fail"][0] - before["success"][0] - before["fail"][0]
+
+    deadline = time.monotonic() + timeout_s
+    now = model_statistics(client, protocol, model)
+    while done(now) < requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+        now = model_statistics(client, protocol, model)
+    return now
+
+
 def wait_idle(client: Any, protocol: str, model: str, settle_s: float = 0.5, timeout_s: float = 120.0) -> dict[str, Any]:
     """Wait until ``model`` has finished what it was given, and return a statistics snapshot taken then.
 

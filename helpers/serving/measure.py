@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 from ..bench.stats import LatencyStats
 from ..bench.system import busy_cpu_warning, capture_environment
-from ..errors import ConfigError
+from ..errors import ConfigError, ServingError
 from ..io import atomic_write_json
-from .client import PROTOCOLS, make_client, model_statistics, stats_delta, wait_idle
+from .client import PROTOCOLS, make_client, statistics_after, stats_delta, wait_idle
 from .load import LoadSpec, run_load
 
 #: The issue's goals on a 2-core CPU with the small model and ONNX Runtime INT8.
@@ -94,6 +94,35 @@ def in_process_ceiling(classifier: Any, texts: Sequence[str], requests: int) -> 
             "backend": classifier.backend.describe()}
 
 
+#: How far a served probability may stray from the in-process one on the same model file. Dynamic INT8 quantizes
+#: each batch's activations with that batch's own range, so a sentence's probabilities depend a little on the
+#: sentences batched with it, and the server forms other batches than the caller; float models differ by rounding.
+SERVED_PROBABILITY_TOLERANCE = {"int8": 0.05, "float": 1e-3}
+
+
+def compare_served(expected: Any, served: Sequence[Any], backend_kind: str) -> dict[str, Any]:
+    """Served predictions (a list of per-request :class:`~helpers.backends.Prediction`) against the in-process one.
+
+    A label may differ only for a sentence the model is on the fence about: one whose two highest in-process
+    probabilities are closer than twice the largest probability difference seen. ``ok`` is False when the largest
+    difference exceeds the backend's tolerance or when any label flips away from the fence."""
+    import numpy as np
+
+    labels = [label for p in served for label in p.labels]
+    probs = np.concatenate([p.probabilities for p in served]) if served else np.zeros((0, 0))
+    if len(labels) != len(expected.labels):
+        raise ServingError(f"serving: {len(labels)} served answers for {len(expected.labels)} sentences.")
+    diff = float(np.abs(probs - expected.probabilities).max()) if len(labels) else 0.0
+    top2 = np.sort(expected.probabilities, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    flips = [i for i, (a, b) in enumerate(zip(labels, expected.labels)) if a != b]
+    off_fence = [i for i in flips if margin[i] > 2 * diff]
+    tolerance = SERVED_PROBABILITY_TOLERANCE["int8" if backend_kind.endswith("int8") else "float"]
+    return {"sentences": len(labels), "agreement": 1.0 - len(flips) / max(len(labels), 1),
+            "max_probability_diff": diff, "tolerance": tolerance, "flips": len(flips),
+            "flips_off_the_fence": len(off_fence), "ok": diff <= tolerance and not off_fence}
+
+
 def sweep(url_for: dict[str, str], texts: Sequence[str], config: SweepConfig = SweepConfig(),
           progress: bool = True) -> list[dict[str, Any]]:
     """Every (protocol, model, concurrency) case against the server whose ``url_for[protocol]`` are given."""
@@ -109,7 +138,7 @@ def sweep(url_for: dict[str, str], texts: Sequence[str], config: SweepConfig = S
             before = wait_idle(client, protocol, model)
             run = run_load(LoadSpec(url, protocol, model, concurrency, config.requests_at(concurrency),
                                     timeout_s=config.timeout_s), texts)
-            after = model_statistics(client, protocol, model)
+            after = statistics_after(client, protocol, model, before, run.answered)
         finally:
             client.close()
         rows.append({**run.summary(), "batching": label, "server": stats_delta(before, after).to_dict()})
