@@ -54,7 +54,7 @@ def test_classifier_runs_through_the_backend(tmp_path, tokenizer, sentences):
     assert pred.batches == 2  # batch size capped at the engine's 4
     enc = tokenizer.encode_batch(texts)
     np.testing.assert_array_equal(pred.logits[:, 0], enc.input_ids.sum(axis=1).astype(np.float32))
-    assert buffers.memory.memory == {} and not buffers.memory.open  # closed with the backend
+    assert buffers.memory.blocks == {} and not buffers.memory.open  # closed with the backend
 
 
 def test_the_sidecar_is_checked_with_the_onnx_before_any_buffer_is_opened(tmp_path, monkeypatch):
@@ -83,7 +83,7 @@ def test_an_engine_without_the_contract_io_is_refused_and_closed(tmp_path):
     path.write_bytes(b"engine bytes")
     with pytest.raises(BackendError, match=r"lacks the inputs \['segment_ids'\]"):
         TensorRTBackend(path, buffers=buffers, check=False, trt=module_with_runtime(lean, engine))
-    assert buffers.memory.memory == {} and not buffers.memory.open
+    assert buffers.memory.blocks == {} and not buffers.memory.open
 
 
 def test_without_tensorrt_the_backend_says_how_to_install(tmp_path, monkeypatch):

@@ -75,7 +75,7 @@ def test_close_is_deterministic_and_idempotent():
     assert [e[0] for e in buffers.memory.log if e[0] in ("free", "close")] == ["free"] * 3 + ["close"]
     assert [e[1] for e in buffers.memory.log if e[0] == "free"] == [16, 32, 32]  # reverse order of allocation
     buffers.close()  # the double fails a second free or a second close
-    assert buffers.memory.memory == {} and not buffers.memory.open
+    assert buffers.memory.blocks == {} and not buffers.memory.open
     with pytest.raises(BackendError, match="used after close"):
         buffers.host_view("logits", (1, 2))
 
@@ -83,14 +83,14 @@ def test_close_is_deterministic_and_idempotent():
 def test_a_failed_allocation_frees_what_was_made_and_closes():
     class FailsThird(NumpyMemory):
         def alloc(self, nbytes):
-            if len(self.memory) == 2:
+            if len(self.blocks) == 2:
                 raise BackendError("pycuda: mem_alloc(256) failed (MemoryError: cuMemAlloc failed: out of memory).")
             return super().alloc(nbytes)
 
     buffers = DeviceBuffers(FailsThird())
     with pytest.raises(BackendError, match="out of memory"):
         buffers.allocate(plan_buffers(SPECS, 8, 16))
-    assert buffers.memory.memory == {} and not buffers.memory.open  # both buffers freed, the context popped
+    assert buffers.memory.blocks == {} and not buffers.memory.open  # both buffers freed, the context popped
     assert buffers.plan == {}
     with pytest.raises(BackendError, match="used after close"):
         buffers.allocate(plan_buffers(SPECS, 8, 16))

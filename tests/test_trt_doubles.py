@@ -106,16 +106,18 @@ def test_context_rules_follow_tensorrts_documentation():
     assert ctx.execute_async_v3(77) is False
 
 
-rtx = pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX: pip install -r environment/requirements-trt-check.txt")
+@pytest.fixture()
+def rtx():
+    return pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX: pip install -r environment/requirements-trt-check.txt")
 
 
 @pytest.mark.parametrize("double,real", [(RuntimeConfigDouble, "IRuntimeConfig"), (RuntimeCacheDouble, "IRuntimeCache"),
                                          (EngineDouble, "ICudaEngine"), (ContextDouble, "IExecutionContext")])
-def test_doubles_match_tensorrt_rtx_too(double, real):
+def test_doubles_match_tensorrt_rtx_too(rtx, double, real):
     assert mismatches(double, getattr(rtx, real)) == []
 
 
-def test_rtx_strategies_take_only_the_real_enums():
+def test_rtx_strategies_take_only_the_real_enums(rtx):
     config = RuntimeConfigDouble(rtx)
     assert config.cuda_graph_strategy == rtx.CudaGraphStrategy.DISABLED
     assert config.dynamic_shapes_kernel_specialization_strategy == rtx.DynamicShapesKernelSpecializationStrategy.LAZY

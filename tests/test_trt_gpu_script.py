@@ -50,7 +50,7 @@ def script(monkeypatch):
         return opened[-1]
 
     def live(ptr):
-        return next((b.memory.memory[ptr] for b in opened if ptr in b.memory.memory), None)
+        return next((b.memory.blocks[ptr] for b in opened if ptr in b.memory.blocks), None)
 
     monkeypatch.setattr(module, "make_buffers", make)
     monkeypatch.setattr(module, "buffer_kind_status", lambda kind: (True, "numpy double"))
@@ -93,7 +93,7 @@ def test_round_trips_every_batch_checks_closing_and_reports(script, corpus, tmp_
     shapes = [tuple(b["shape"]) for b in report["batches"]]
     assert (4, 32) in shapes and shapes[-1] == (4, 32)  # the profile maximum itself is round-tripped
     assert result["bytes_round_tripped"] == sum(2 * b * s * 4 + b * 2 * 4 for b, s in shapes)
-    assert all(b.memory.memory == {} and not b.memory.open for b in script.opened)  # everything freed and popped
+    assert all(b.memory.blocks == {} and not b.memory.open for b in script.opened)  # everything freed and popped
 
 
 def test_a_corrupted_copy_fails_the_check(script, corpus, tmp_path, monkeypatch):

@@ -168,7 +168,7 @@ def test_a_misaligned_device_address_is_refused_as_tensorrt_documents():
     class Misaligned(NumpyMemory):
         def alloc(self, nbytes):
             host, ptr = super().alloc(nbytes)
-            self.memory[ptr + 8] = self.memory.pop(ptr)
+            self.blocks[ptr + 8] = self.blocks.pop(ptr)
             return host, ptr + 8
 
     runner, *_ = make_runner(buffers=runtime.DeviceBuffers(Misaligned()))
@@ -196,13 +196,13 @@ def test_close_drops_tensorrt_objects_before_freeing_the_buffers_once():
     runner.close()
     runner.close()
     assert seen == [(None, None)] and loaded.engine is None and loaded.runtime is None
-    assert buffers.memory.memory == {} and not buffers.memory.open
+    assert buffers.memory.blocks == {} and not buffers.memory.open
 
 
 def test_a_failed_allocation_releases_the_context_and_everything_allocated():
     class Full(NumpyMemory):
         def alloc(self, nbytes):
-            if len(self.memory) == 2:
+            if len(self.blocks) == 2:
                 raise BackendError("cuda-python: cudaMalloc(128) failed with cudaErrorMemoryAllocation (out of memory).")
             return super().alloc(nbytes)
 
@@ -212,7 +212,7 @@ def test_a_failed_allocation_releases_the_context_and_everything_allocated():
     loaded = LoadedEngine(lean, None, engine, logger, Path("model.plan"))
     with pytest.raises(BackendError, match="out of memory"):
         EngineRunner(loaded, buffers)
-    assert buffers.memory.memory == {} and not buffers.memory.open and loaded.engine is None
+    assert buffers.memory.blocks == {} and not buffers.memory.open and loaded.engine is None
 
 
 def test_open_engine_opens_the_device_before_deserializing_and_closes_it_on_failure(tmp_path, monkeypatch):

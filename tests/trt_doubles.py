@@ -54,7 +54,7 @@ class NumpyMemory:
     def __init__(self, device: int = 0) -> None:
         self.device = device
         self.stream = 77
-        self.memory: dict[int, np.ndarray] = {}
+        self.blocks: dict[int, np.ndarray] = {}  # "device" memory by address
         self.log: list[tuple[str, Any]] = []
         self.open = True
 
@@ -62,23 +62,23 @@ class NumpyMemory:
         if nbytes > self.capacity:
             raise BackendError(f"numpy-double: cannot allocate {nbytes} bytes (capacity {self.capacity}).")
         ptr = next(self._addresses)
-        self.memory[ptr] = np.full(nbytes, 0xAB, np.uint8)
+        self.blocks[ptr] = np.full(nbytes, 0xAB, np.uint8)
         self.log.append(("alloc", nbytes))
         return np.zeros(nbytes, np.uint8), ptr
 
     def to_device(self, ptr: int, host: np.ndarray) -> None:
-        self.memory[ptr][: host.nbytes] = host
+        self.blocks[ptr][: host.nbytes] = host
         self.log.append(("htod", host.nbytes))
 
     def to_host(self, host: np.ndarray, ptr: int) -> None:
-        host[...] = self.memory[ptr][: host.nbytes]
+        host[...] = self.blocks[ptr][: host.nbytes]
         self.log.append(("dtoh", host.nbytes))
 
     def synchronize(self) -> None:
         self.log.append(("sync", None))
 
     def free(self, host: np.ndarray, ptr: int) -> None:
-        del self.memory[ptr]  # a second free of the same address fails, as cudaFree's status would
+        del self.blocks[ptr]  # a second free of the same address fails, as cudaFree's status would
         self.log.append(("free", host.nbytes))
 
     def close(self) -> None:
@@ -254,7 +254,7 @@ class ContextDouble:
         return True
 
     def _read(self, name: str, nbytes: int) -> np.ndarray:
-        memory = self._engine._memory.memory
+        memory = self._engine._memory.blocks
         ptr = self.addresses[name]
         if ptr not in memory or memory[ptr].size < nbytes:
             raise AssertionError(f"execute_async_v3 would touch {nbytes} bytes of {name} at {ptr:#x}, outside any "
