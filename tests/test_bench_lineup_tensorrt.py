@@ -18,6 +18,7 @@ import helpers.trt.metadata as metadata
 from helpers.bench.lineup import LineupConfig, build_lineup
 from helpers.bench.system import ThreadSettings
 from helpers.errors import BackendError, EngineMismatchError, TensorRTUnavailableError
+from helpers.trt.rtx import RtxRuntimeSettings
 
 THREADS = ThreadSettings(torch_intra_op=1, torch_inter_op=1, ort_intra_op=1)
 ONLY_TENSORRT = LineupConfig(cpu=(), gpu=("tensorrt-fp32", "tensorrt-fp16"))
@@ -47,7 +48,7 @@ def test_the_engine_is_opened_with_the_onnx_its_sidecar_names(files, monkeypatch
     monkeypatch.setattr(tensorrt_backend, "TensorRTBackend",
                         lambda engine, **kw: opened.append((Path(engine).name, kw)) or Backend(device="cuda"))
     result = lineup(files)
-    assert opened == [("model.fp16.plan", {"onnx_path": files[0]["fp16"], "trt": "trt module"})]
+    assert opened == [("model.fp16.plan", {"onnx_path": files[0]["fp16"], "trt": "trt module", "rtx": RtxRuntimeSettings()})]
     assert list(result.backends) == ["tensorrt-fp16"]
     assert [(s.backend, s.reason.split(":")[0]) for s in result.skipped] == [("tensorrt-fp32", "tensorrt-fp32")]
     assert "04_build_engine builds one" in result.skipped[0].reason
@@ -82,3 +83,14 @@ def test_an_engine_built_from_an_unknown_onnx_is_refused(files, monkeypatch):
     monkeypatch.setattr(metadata, "read_metadata", lambda engine: SimpleNamespace(onnx_file="model.fused.onnx"))
     with pytest.raises(EngineMismatchError, match=r"was built from model.fused.onnx, which is not one of this model's"):
         lineup(files)
+
+
+def test_tensorrt_rtx_engines_are_timed_with_eagerly_specialised_kernels(files, monkeypatch):
+    rtx = pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX: pip install -r environment/requirements-trt-check.txt")
+    opened = []
+    monkeypatch.setattr(compat, "import_tensorrt", lambda *a: rtx)
+    monkeypatch.setattr(metadata, "read_metadata", lambda engine: SimpleNamespace(onnx_file="model.fp16.onnx"))
+    monkeypatch.setattr(tensorrt_backend, "TensorRTBackend",
+                        lambda engine, **kw: opened.append(kw["rtx"]) or SimpleNamespace(device="cuda", close=lambda: None))
+    lineup(files)
+    assert opened == [RtxRuntimeSettings(kernel_specialization="eager")]

@@ -109,6 +109,7 @@ def _tensorrt_backend(engine: Path | None, precision: str, onnx: Mapping[str, Pa
     from ..backends.tensorrt import TensorRTBackend
     from ..trt.compat import import_tensorrt
     from ..trt.metadata import read_metadata
+    from ..trt.rtx import RtxRuntimeSettings, has_rtx_runtime
 
     trt = import_tensorrt()  # no TensorRT here: a skip, whatever the engine's state
     built_from = read_metadata(engine).onnx_file
@@ -117,7 +118,10 @@ def _tensorrt_backend(engine: Path | None, precision: str, onnx: Mapping[str, Pa
         raise EngineMismatchError(f"tensorrt-{precision}: {Path(engine).name} was built from {built_from}, which is "
                                   f"not one of this model's ONNX files {sorted(Path(p).name for p in onnx.values() if p)}; "
                                   "rebuild it with 04_build_engine.")
-    return TensorRTBackend(engine, onnx_path=source, trt=trt)
+    # TensorRT-RTX: compile each shape's specialised kernels before running it ("eager"), so that the warm-up,
+    # not the timed calls, pays for them (its default, "lazy", times fallback kernels until they are ready).
+    rtx = RtxRuntimeSettings(kernel_specialization="eager") if has_rtx_runtime(trt) else RtxRuntimeSettings()
+    return TensorRTBackend(engine, onnx_path=source, trt=trt, rtx=rtx)
 
 
 def build_lineup(model: Any, onnx: Mapping[str, Path], *, name: str, threads: ThreadSettings,
