@@ -72,6 +72,16 @@ class OnnxSummary:
         return int(self.op_counts.get(op_type, 0))
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor of a model or engine: ``shape`` uses -1 for dynamic axes."""
+
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
 def require_checkpoint(folder: str | os.PathLike[str]) -> Any:
     """Load 01's checkpoint for export; stop at once, naming the notebook to run, when it is not there."""
     from .model import META_FILE, load_checkpoint
@@ -244,6 +254,25 @@ def load_onnx(path: str | os.PathLike[str]) -> Any:
             f"{path} is not a readable ONNX model ({type(exc).__name__}); the file is corrupt or truncated. "
             "Re-run 02_onnx_export to write it again."
         ) from None
+
+
+def io_specs_from_onnx(path: str | os.PathLike[str]) -> tuple[TensorSpec, ...]:
+    """The I/O tensors of an ONNX file (-1 for symbolic axes), read through :func:`load_onnx`: what an engine
+    built from it will have, so the buffers a machine with TensorRT would allocate can be shown anywhere."""
+    import onnx
+
+    proto = load_onnx(path)
+    initializers = {t.name for t in proto.graph.initializer}
+    specs = []
+    for is_input, values in ((True, proto.graph.input), (False, proto.graph.output)):
+        for vi in values:
+            if vi.name in initializers:
+                continue
+            t = vi.type.tensor_type
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
+            shape = tuple(int(d.dim_value) if d.HasField("dim_value") else -1 for d in t.shape.dim)
+            specs.append(TensorSpec(vi.name, is_input, dtype, shape))
+    return tuple(specs)
 
 
 def _value_info(vi: Any) -> tuple[str, list[str | int]]:

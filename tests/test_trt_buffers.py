@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from helpers.errors import BackendError, ConfigError, InputError, TensorRTUnavailableError
-from helpers.trt.buffers import (BUFFER_KINDS, BufferSpec, TensorSpec, buffer_kind_status, make_buffers, plan_buffers,
-                                 total_bytes)
+from helpers.export import TensorSpec
+from helpers.trt.buffers import (BUFFER_KINDS, BufferSpec, CudaPythonMemory, DeviceBuffers, PycudaMemory, TorchMemory,
+                                 buffer_kind_status, make_buffers, plan_buffers, total_bytes)
 
-from trt_doubles import NumpyBuffers
+from trt_doubles import NumpyMemory, numpy_buffers
 
 SPECS = (TensorSpec("input_ids", True, np.dtype(np.int32), (-1, -1)),
          TensorSpec("segment_ids", True, np.dtype(np.int32), (-1, -1)),
@@ -42,7 +47,7 @@ def test_given_maxima_win_and_unknown_dynamic_axes_are_errors():
 
 
 def test_buffers_are_reused_and_views_checked():
-    buffers = NumpyBuffers().allocate(plan_buffers(SPECS, 8, 16))
+    buffers = numpy_buffers().allocate(plan_buffers(SPECS, 8, 16))
     ptr = buffers.device_ptr("input_ids")
     for shape in [(1, 3), (8, 16), (2, 5)]:
         data = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
@@ -65,14 +70,30 @@ def test_buffers_are_reused_and_views_checked():
 
 
 def test_close_is_deterministic_and_idempotent():
-    with NumpyBuffers() as buffers:
+    with numpy_buffers() as buffers:
         buffers.allocate(plan_buffers(SPECS, 2, 4))
-    frees = [e[0] for e in buffers.log if e[0].startswith(("free", "destroy"))]
-    assert frees == ["free_device", "free_host"] * 3 + ["destroy_stream"]
-    buffers.close()
-    assert [e[0] for e in buffers.log].count("destroy_stream") == 1
+    assert [e[0] for e in buffers.memory.log if e[0] in ("free", "close")] == ["free"] * 3 + ["close"]
+    assert [e[1] for e in buffers.memory.log if e[0] == "free"] == [16, 32, 32]  # reverse order of allocation
+    buffers.close()  # the double fails a second free or a second close
+    assert buffers.memory.blocks == {} and not buffers.memory.open
     with pytest.raises(BackendError, match="used after close"):
         buffers.host_view("logits", (1, 2))
+
+
+def test_a_failed_allocation_frees_what_was_made_and_closes():
+    class FailsThird(NumpyMemory):
+        def alloc(self, nbytes):
+            if len(self.blocks) == 2:
+                raise BackendError("pycuda: mem_alloc(256) failed (MemoryError: cuMemAlloc failed: out of memory).")
+            return super().alloc(nbytes)
+
+    buffers = DeviceBuffers(FailsThird())
+    with pytest.raises(BackendError, match="out of memory"):
+        buffers.allocate(plan_buffers(SPECS, 8, 16))
+    assert buffers.memory.blocks == {} and not buffers.memory.open  # both buffers freed, the context popped
+    assert buffers.plan == {}
+    with pytest.raises(BackendError, match="used after close"):
+        buffers.allocate(plan_buffers(SPECS, 8, 16))
 
 
 def test_kinds_report_why_they_are_unavailable(monkeypatch):
@@ -104,3 +125,100 @@ def test_torch_kind_needs_a_cuda_device():
 
 def test_bufferspec_counts_elements():
     assert BufferSpec("x", True, np.dtype(np.int32), (3, 7)).elements == 21
+
+
+# ------------------------------------------------------------------ the three real memory objects, on fakes
+# These fakes only record the order of calls and fail on request: the device must be made current before
+# anything else, and a failure must release what was made. That the real calls work is proven on a GPU by
+# environment/gpu/check_buffers.py.
+class FakeCudart:
+    """The part of ``cuda.bindings.runtime`` CudaPythonMemory calls, returning ``(status, *values)`` tuples."""
+
+    class cudaError_t:  # noqa: N801 - the real names
+        cudaSuccess, cudaErrorMemoryAllocation = 0, 2
+
+    class cudaMemcpyKind:  # noqa: N801
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost = 1, 2
+
+    def __init__(self, fail=()):
+        self.calls, self.fail, self._host = [], set(fail), []
+
+    def _result(self, name, args, *values):
+        self.calls.append((name, args))
+        return (self.cudaError_t.cudaErrorMemoryAllocation if name in self.fail else 0, *values)
+
+    def cudaSetDevice(self, device):  # noqa: N802
+        return self._result("cudaSetDevice", (device,))
+
+    def cudaStreamCreate(self):  # noqa: N802
+        return self._result("cudaStreamCreate", (), 0x5)
+
+    def cudaMallocHost(self, nbytes):  # noqa: N802
+        self._host.append(ctypes.create_string_buffer(nbytes))
+        return self._result("cudaMallocHost", (nbytes,), ctypes.addressof(self._host[-1]))
+
+    def cudaMalloc(self, nbytes):  # noqa: N802
+        return self._result("cudaMalloc", (nbytes,), 0x20000)
+
+    def cudaFreeHost(self, ptr):  # noqa: N802
+        return self._result("cudaFreeHost", (ptr,))
+
+    def cudaFree(self, ptr):  # noqa: N802
+        return self._result("cudaFree", (ptr,))
+
+    def cudaStreamDestroy(self, stream):  # noqa: N802
+        return self._result("cudaStreamDestroy", (stream,))
+
+    def cudaGetErrorName(self, err):  # noqa: N802
+        return 0, b"cudaErrorMemoryAllocation"
+
+    def cudaGetErrorString(self, err):  # noqa: N802
+        return 0, b"out of memory"
+
+
+def test_cuda_python_sets_the_device_first_and_releases_everything_when_cudamalloc_fails(monkeypatch):
+    rt = FakeCudart(fail={"cudaMalloc"})
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", rt)
+    buffers = DeviceBuffers(CudaPythonMemory(1))
+    assert rt.calls == [("cudaSetDevice", (1,)), ("cudaStreamCreate", ())]
+    with pytest.raises(BackendError, match=r"cudaMalloc\(512\) failed with cudaErrorMemoryAllocation \(out of memory\)"):
+        buffers.allocate(plan_buffers(SPECS, 8, 16))
+    assert rt.calls[2:] == [("cudaMallocHost", (512,)), ("cudaMalloc", (512,)),
+                            ("cudaFreeHost", (ctypes.addressof(rt._host[0]),)), ("cudaStreamDestroy", (0x5,))]
+
+
+def test_pycuda_pushes_the_device_context_first_and_pops_it_when_opening_fails(monkeypatch):
+    calls = []
+
+    class Error(Exception):
+        pass
+
+    class Context:
+        def push(self):
+            calls.append("push")
+
+        def detach(self):
+            calls.append("detach")
+
+        @staticmethod
+        def pop():
+            calls.append("pop")
+
+    def stream():
+        raise Error("cuStreamCreate failed: out of memory")
+
+    driver = SimpleNamespace(Error=Error, Context=Context, Stream=stream, init=lambda: calls.append("init"),
+                             Device=lambda n: SimpleNamespace(retain_primary_context=lambda: calls.append(f"device {n}") or Context()))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    with pytest.raises(BackendError, match=r"pycuda: Stream\(\) failed \(Error: cuStreamCreate failed"):
+        PycudaMemory(2)
+    assert calls == ["init", "device 2", "push", "pop", "detach"]
+
+
+def test_torch_makes_its_device_current_before_creating_the_stream(monkeypatch):
+    calls = []
+    cuda = SimpleNamespace(is_available=lambda: True, set_device=lambda d: calls.append(("set_device", d)),
+                           Stream=lambda device: calls.append(("Stream", device)) or SimpleNamespace(cuda_stream=9))
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    memory = TorchMemory(3)
+    assert calls == [("set_device", 3), ("Stream", 3)] and memory.stream == 9 and memory.device == 3

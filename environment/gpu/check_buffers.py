@@ -16,10 +16,16 @@ What it does, for each buffer implementation of :mod:`helpers.trt.buffers` that 
    token ids into the pinned buffer, queues host -> device on the implementation's stream, overwrites the
    host buffer, queues device -> host, synchronises, and compares byte for byte with the batch;
 3. independently reads each device buffer back with a synchronous ``cudaMemcpy`` of cuda-python into a
-   fresh (pageable) array, so the bytes are proven to be at the device address TensorRT would be given;
-4. checks the device addresses never change (allocated once, reused) and closes the buffers twice.
+   fresh (pageable) array, at the address recorded right after allocation: the bytes are proven to be where
+   TensorRT would be told they are, and a buffer that moved between calls would show as a mismatch;
+4. closes the buffers, checks that each device address is released (``cudaPointerGetAttributes``; for torch,
+   ``torch.cuda.memory_allocated``), that a second ``close()`` raises nothing (a double free would: every
+   CUDA status is checked) and that use after close is refused;
+5. makes an allocation fail on purpose (a 1 PiB buffer after a small one) and checks that the error comes as
+   a ``BackendError``, that the small buffer was released and that the thread's current CUDA context is the
+   one it had before (pycuda pushes the device's primary context and must pop it again).
 
-Writes a JSON result and exits with status 1 if any byte differs.
+Writes a JSON result and exits with status 1 if any check fails.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data import length_stats, load_corpus
-from helpers.trt.buffers import BUFFER_KINDS, TensorSpec, buffer_kind_status, make_buffers, plan_buffers, total_bytes
+from helpers.errors import BackendError
+from helpers.export import TensorSpec
+from helpers.trt.buffers import BUFFER_KINDS, BufferSpec, buffer_kind_status, make_buffers, plan_buffers, total_bytes
 from helpers.trt.profiles import choose_profiles
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
@@ -87,13 +95,62 @@ def device_readback(ptr: int, nbytes: int) -> bytes:
     return out.tobytes()
 
 
+def released(kind: str, device: int, ptrs: list[int], before: int) -> bool:
+    """Whether the device memory at ``ptrs`` was given back: cuda-python and pycuda addresses are unknown to CUDA
+    again (``cudaPointerGetAttributes``); torch's allocator holds no more bytes than ``before``."""
+    if kind == "torch":
+        return device_bytes_in_use(kind, device) <= before
+    from cuda.bindings import runtime as cudart
+
+    for ptr in ptrs:
+        err, attrs = cudart.cudaPointerGetAttributes(ptr)
+        if err == cudart.cudaError_t.cudaSuccess and attrs.type != cudart.cudaMemoryType.cudaMemoryTypeUnregistered:
+            return False
+    return True
+
+
+def device_bytes_in_use(kind: str, device: int) -> int:
+    """Bytes torch's allocator holds on ``device`` (0 for the other kinds, whose release is checked by address)."""
+    if kind != "torch":
+        return 0
+    import torch
+
+    return int(torch.cuda.memory_allocated(device))
+
+
+def current_context() -> int:
+    """The calling thread's current CUDA context handle (0: none), read with cuda-python's driver API."""
+    from cuda.bindings import driver
+
+    driver.cuInit(0)  # idempotent; the driver API answers nothing before it
+    err, ctx = driver.cuCtxGetCurrent()
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"cuCtxGetCurrent failed: {err}")
+    return int(ctx)
+
+
+def recording(buffers):
+    """Record every device address ``buffers`` allocates (in ``buffers.memory.addresses``)."""
+    alloc = buffers.memory.alloc
+    buffers.memory.addresses = []
+
+    def alloc_and_record(nbytes):
+        host, ptr = alloc(nbytes)
+        buffers.memory.addresses.append(ptr)
+        return host, ptr
+
+    buffers.memory.alloc = alloc_and_record
+    return buffers
+
+
 def check_kind(kind: str, plan, batches, device: int) -> dict:
-    """Round-trip every batch through buffers of one kind; return what was checked and found."""
+    """Round-trip every batch through buffers of one kind, then check closing; return what was found."""
     result: dict = {"kind": kind, "batches": [], "mismatches": 0}
     start = time.perf_counter()
-    buffers = make_buffers(kind, device)
+    in_use_before = device_bytes_in_use(kind, device)
+    buffers = recording(make_buffers(kind, device))
     buffers.allocate(plan)
-    pointers = {b.name: buffers.device_ptr(b.name) for b in plan}
+    pointers = {b.name: buffers.device_ptr(b.name) for b in plan}  # where TensorRT would be told the data is
     result["stream_handle_nonzero"] = buffers.stream_handle != 0
     checked = 0
     for label, ids, seg in batches:
@@ -104,7 +161,7 @@ def check_kind(kind: str, plan, batches, device: int) -> dict:
             view[...] = arr
             buffers.to_device(name, view.nbytes)
             buffers.synchronize()
-            on_device = device_readback(buffers.device_ptr(name), view.nbytes)
+            on_device = device_readback(pointers[name], view.nbytes)
             view.view(np.uint8)[...] = 0xFF  # wipe the host copy: what comes back must come from the GPU
             buffers.to_host(name, view.nbytes)
             buffers.synchronize()
@@ -115,15 +172,45 @@ def check_kind(kind: str, plan, batches, device: int) -> dict:
             result["mismatches"] += int(not same_host) + int(not same_device)
             checked += view.nbytes
         result["batches"].append(row)
-    result["pointers_reused"] = all(buffers.device_ptr(n) == p for n, p in pointers.items())
     result["bytes_round_tripped"] = int(checked)
     result["buffers"] = buffers.describe()["buffers"]
+    addresses = list(buffers.memory.addresses)
     buffers.close()
-    buffers.close()  # idempotent
-    result["closed_twice"] = True
+    result["released_after_close"] = released(kind, device, addresses, in_use_before)
+    try:
+        buffers.close()
+        result["second_close_error"] = None
+    except Exception as exc:  # a double free or a second context pop would land here
+        result["second_close_error"] = f"{type(exc).__name__}: {exc}"
+    try:
+        buffers.host_view(plan[0].name, (1, 1))
+        result["use_after_close_refused"] = False
+    except BackendError:
+        result["use_after_close_refused"] = True
+    result["failed_allocation"] = check_failed_allocation(kind, device)
     result["seconds"] = round(time.perf_counter() - start, 3)
-    result["ok"] = result["mismatches"] == 0 and result["pointers_reused"]
+    result["ok"] = (result["mismatches"] == 0 and result["released_after_close"] and result["second_close_error"] is None
+                    and result["use_after_close_refused"] and result["failed_allocation"]["ok"])
     return result
+
+
+def check_failed_allocation(kind: str, device: int) -> dict:
+    """Allocate a small buffer and then one of 1 PiB, which no machine has: the error must be a BackendError,
+    the small buffer must be released and the thread's CUDA context must be the one it had before."""
+    context_before, in_use_before = current_context(), device_bytes_in_use(kind, device)
+    buffers = recording(make_buffers(kind, device))
+    plan = (BufferSpec("small", True, np.dtype(np.uint8), (4096,)), BufferSpec("huge", True, np.dtype(np.uint8), (1 << 50,)))
+    try:
+        buffers.allocate(plan)
+        error = None
+    except Exception as exc:  # anything but a BackendError is a finding, not a crash of this script
+        error = exc
+    context_after = current_context()  # read before released(), whose runtime call may make a context current
+    found = {"error": f"{type(error).__name__}: {error}" if error else None,
+             "released": released(kind, device, buffers.memory.addresses, in_use_before),
+             "context_restored": context_after == context_before}
+    found["ok"] = isinstance(error, BackendError) and found["released"] and found["context_restored"]
+    return found
 
 
 def environment() -> dict:

@@ -1,13 +1,14 @@
 """TensorRT backend: a saved engine behind the same :class:`~helpers.backends.base.Backend` interface.
 
 ``TensorRTBackend(engine_path)`` checks the engine's metadata sidecar against the running TensorRT, GPU
-and (if given) the source ONNX, deserializes the engine, and runs it with
-:class:`helpers.trt.runtime.EngineRunner`: one execution context, buffers allocated once at the largest
-profile shape, ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3`` per call.
+and (if given) the source ONNX, then opens it with :func:`helpers.trt.runtime.open_engine`: buffers first
+(they make the GPU current), then the engine and its execution context on that GPU, and per call
+``set_optimization_profile_async`` / ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``.
 
 ``max_batch`` and ``max_len`` come from the engine's own optimization profiles, so the
 :class:`~helpers.backends.Classifier` never sends a batch the engine cannot take; a direct call outside
-the profiles stops with :class:`~helpers.errors.InputError` naming the allowed range.
+them stops with :class:`~helpers.errors.InputError` naming the allowed range. How close an engine must stay
+to ONNX Runtime is :data:`helpers.parity.TENSORRT_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -23,24 +24,20 @@ from ..errors import BackendError
 from ..trt import compat
 from ..trt.buffers import DeviceBuffers
 from ..trt.metadata import EngineMetadata, check_engine, running_environment
-from ..trt.runtime import EngineRunner, load_engine
+from ..trt.rtx import RtxRuntimeSettings
+from ..trt.runtime import open_engine
 from .base import Backend
 
 
-#: Parity of a TensorRT engine against ONNX Runtime fp32 on the same ONNX, per engine precision:
-#: (largest |logit difference|, least share of equal predicted labels). FP32 engines use TF32 tensor-core
-#: math by default on Ampere and newer (10-bit mantissa), hence 5e-3 rather than fp32's 1e-4; FP16 engines
-#: keep LayerNorm and Softmax in FP32 (02's FP16 graph) and stay within 5e-2 on logits of order 1-10.
-PARITY_TOLERANCE: dict[str, tuple[float, float]] = {"fp32": (5e-3, 0.999), "fp16": (5e-2, 0.995)}
-
-
 class TensorRTBackend(Backend):
-    """Runs a TensorRT engine built by notebook 04 (TensorRT 10.x or 11.x).
+    """Runs a TensorRT engine built by notebook 04 (TensorRT 10.x / 11.x, or TensorRT-RTX).
 
     ``buffers`` picks the memory implementation: ``"cuda-python"`` (default, NVIDIA's current samples),
-    ``"pycuda"`` (the original article's), ``"torch"``, or an open :class:`~helpers.trt.buffers.DeviceBuffers`
-    to allocate into. ``onnx_path`` (optional) makes loading stop when
-    the ONNX changed since the build; ``check=False`` skips the metadata check (not recommended).
+    ``"pycuda"`` (the original article's), ``"torch"``, or open :class:`~helpers.trt.buffers.DeviceBuffers`
+    (the backend then owns them). ``gpu`` is a CUDA device index (``CUDA_VISIBLE_DEVICES`` applies).
+    ``onnx_path`` makes loading stop when the ONNX changed since the build; ``check=False`` skips the
+    metadata check (not recommended). ``rtx`` holds TensorRT-RTX's runtime settings (runtime cache, CUDA
+    graphs, kernel specialization; :mod:`helpers.trt.rtx`), applied only when ``trt`` is TensorRT-RTX.
     """
 
     name = "tensorrt"
@@ -48,14 +45,14 @@ class TensorRTBackend(Backend):
 
     def __init__(self, engine_path: str | os.PathLike[str], *, onnx_path: str | os.PathLike[str] | None = None,
                  buffers: str | DeviceBuffers = "cuda-python", gpu: int = 0, check: bool = True,
-                 trt: Any = None) -> None:
+                 trt: Any = None, rtx: RtxRuntimeSettings = RtxRuntimeSettings()) -> None:
         trt = trt if trt is not None else compat.import_tensorrt()
         self.engine_path = Path(engine_path)
         self.metadata: EngineMetadata | None = None
         if check:
             self.metadata = check_engine(self.engine_path, running_environment(trt, gpu), onnx_path)
             self.precision = self.metadata.precision
-        self.runner = EngineRunner(load_engine(self.engine_path, trt), buffers=buffers, device=gpu)
+        self.runner = open_engine(self.engine_path, trt=trt, buffers=buffers, device=gpu, rtx=rtx)
         missing = [n for n in INPUT_NAMES if n not in {s.name for s in self.runner.inputs}]
         if missing or OUTPUT_NAME not in {s.name for s in self.runner.outputs}:
             self.runner.close()
@@ -63,7 +60,7 @@ class TensorRTBackend(Backend):
                                "rebuild it from 02's ONNX with 04_build_engine.")
         super().__init__(max_batch=self.runner.plan.max_batch, max_len=self.runner.plan.max_len)
         self.device = f"cuda:{gpu}"
-        self.buffers_kind = buffers if isinstance(buffers, str) else buffers.kind
+        self.buffers_kind = self.runner.buffers.kind
 
     def _run(self, input_ids: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         out = self.runner.infer({INPUT_NAMES[0]: input_ids, INPUT_NAMES[1]: segment_ids})[OUTPUT_NAME]
@@ -72,7 +69,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update({"engine": str(self.engine_path), "buffers": self.buffers_kind,
-                     "profiles": self.runner.plan.table(),
+                     "profiles": self.runner.plan.table(), "rtx_runtime": self.runner.describe()["rtx_runtime"],
                      "tensorrt": self.metadata.tensorrt_version if self.metadata else "unchecked"})
         return info
 

@@ -14,7 +14,10 @@ Names used in results (the key of each backend):
 | ``tensorrt-fp32`` / ``tensorrt-fp16`` | TensorRT engines from notebook 04 | GPU, needs TensorRT |
 
 A backend that cannot be built here (no GPU, no onnxruntime-gpu, no TensorRT, a missing file) is not an
-error: it becomes a :class:`~helpers.bench.harness.Skip` whose reason the notebook shows.
+error: it becomes a :class:`~helpers.bench.harness.Skip` whose reason the notebook shows. For TensorRT that
+is only a missing TensorRT (or CUDA binding) or a missing engine: an engine whose sidecar does not fit (built
+from another ONNX, TensorRT or GPU) or a runtime that fails stops the run, because benchmarking a stale engine
+or hiding a failure behind "not available" would publish numbers that mean nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ BASELINES = {"cpu": "pytorch", "cuda": "pytorch-cuda"}
 REFERENCES = ("pytorch-cuda", "pytorch")
 #: Errors that mean "this backend is not available here", recorded as skips rather than raised.
 UNAVAILABLE = (BackendError, MissingArtifactError, TensorRTUnavailableError, EngineMismatchError, ExportError)
+#: The same for TensorRT: no TensorRT (or CUDA binding) here, or no engine file. Anything else is raised.
+TENSORRT_UNAVAILABLE = (TensorRTUnavailableError, MissingArtifactError)
 _ORT_VARIANTS = {"onnxruntime": "plain", "onnxruntime-fused": "fused", "onnxruntime-int8": "int8"}
 
 
@@ -87,21 +92,36 @@ class Lineup:
         self.close()
 
 
-def _try(lineup: Lineup, name: str, make: Callable[[], Backend]) -> None:
+def _try(lineup: Lineup, name: str, make: Callable[[], Backend],
+         unavailable: tuple[type[Exception], ...] = UNAVAILABLE) -> None:
     try:
         lineup.backends[name] = make()
-    except UNAVAILABLE as exc:
+    except unavailable as exc:
         lineup.skipped.append(Skip(lineup.model, name, "*", str(exc)))
 
 
-def _tensorrt_backend(engine: Path | None, precision: str) -> Backend:
-    """A TensorRT backend over notebook 04's engine (raises an UNAVAILABLE error where it cannot run)."""
+def _tensorrt_backend(engine: Path | None, precision: str, onnx: Mapping[str, Path]) -> Backend:
+    """A TensorRT backend over notebook 04's engine, checked against the ONNX file its sidecar names, so that
+    an engine built from an older export is refused rather than benchmarked."""
     if engine is None:
         raise MissingArtifactError(f"tensorrt-{precision}: no {precision} engine for this model; notebook "
                                    "04_build_engine builds one where TensorRT is installed.")
     from ..backends.tensorrt import TensorRTBackend
+    from ..trt.compat import import_tensorrt
+    from ..trt.metadata import read_metadata
+    from ..trt.rtx import RtxRuntimeSettings, has_rtx_runtime
 
-    return TensorRTBackend(engine)
+    trt = import_tensorrt()  # no TensorRT here: a skip, whatever the engine's state
+    built_from = read_metadata(engine).onnx_file
+    source = next((Path(p) for p in onnx.values() if p is not None and Path(p).name == built_from), None)
+    if source is None:
+        raise EngineMismatchError(f"tensorrt-{precision}: {Path(engine).name} was built from {built_from}, which is "
+                                  f"not one of this model's ONNX files {sorted(Path(p).name for p in onnx.values() if p)}; "
+                                  "rebuild it with 04_build_engine.")
+    # TensorRT-RTX: compile each shape's specialised kernels before running it ("eager"), so that the warm-up,
+    # not the timed calls, pays for them (its default, "lazy", times fallback kernels until they are ready).
+    rtx = RtxRuntimeSettings(kernel_specialization="eager") if has_rtx_runtime(trt) else RtxRuntimeSettings()
+    return TensorRTBackend(engine, onnx_path=source, trt=trt, rtx=rtx)
 
 
 def build_lineup(model: Any, onnx: Mapping[str, Path], *, name: str, threads: ThreadSettings,
@@ -153,7 +173,8 @@ def build_lineup(model: Any, onnx: Mapping[str, Path], *, name: str, threads: Th
             _try(lineup, label, lambda v=variant, n=label: OrtCudaBackend(_need(onnx.get(v), n), cfg_o, precision="fp16", name=n))
         else:
             precision = key.split("-")[1]
-            _try(lineup, key, lambda p=precision: _tensorrt_backend((engines or {}).get(p), p))
+            _try(lineup, key, lambda p=precision: _tensorrt_backend((engines or {}).get(p), p, onnx),
+                 unavailable=TENSORRT_UNAVAILABLE)
     return lineup
 
 

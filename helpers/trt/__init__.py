@@ -10,6 +10,7 @@ machine):
 * :mod:`~helpers.trt.commands` - the equivalent ``trtexec`` and ``polygraphy`` command lines;
 * :mod:`~helpers.trt.metadata` - the engine's metadata sidecar and the check that it fits where it loads;
 * :mod:`~helpers.trt.buffers` - pinned host + device buffers (cuda-python, pycuda, torch);
-* :mod:`~helpers.trt.runtime` - engine loading and the per-call execution sequence;
+* :mod:`~helpers.trt.runtime` - engine loading (device first) and the per-call execution sequence;
+* :mod:`~helpers.trt.rtx` - TensorRT-RTX's runtime settings (runtime cache, CUDA graphs, kernel specialisation);
 * :mod:`~helpers.trt.smoke` - a tiny ONNX model with the classifier's I/O, for install smoke tests.
 """

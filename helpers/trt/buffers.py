@@ -1,20 +1,33 @@
-"""Pinned host + device buffers for an engine's inputs and outputs, behind one small interface.
+"""Pinned host + device buffers for an engine's inputs and outputs, in three implementations.
 
 Sizing is planned once from the engine's I/O tensors and the largest shape its profiles allow
 (:func:`plan_buffers`); every buffer is then allocated once and reused by every call, whatever the batch
-and length (a call uses the first ``nbytes`` of each buffer). Three implementations:
+and length (a call uses the first ``nbytes`` of each buffer).
 
-* ``"cuda-python"``: NVIDIA's ``cuda-python`` runtime bindings (``from cuda.bindings import runtime as
-  cudart``), which TensorRT's own samples use since 10.x (``cudaMallocHost``, ``cudaMalloc``,
-  ``cudaMemcpyAsync``, ``cudaStreamCreate``). Every call's status is checked.
-* ``"pycuda"``: PyCUDA, the original article's choice (``pagelocked_empty``, ``mem_alloc``,
-  ``memcpy_htod_async``, ``Stream``). It works on the device's primary context, the one TensorRT and
-  the CUDA runtime use, and must be used from the thread that created it.
-* ``"torch"``: pinned and CUDA tensors from PyTorch, for readers who already have CUDA PyTorch.
+:class:`DeviceBuffers` holds one pinned host buffer and one device buffer per tensor plus one CUDA stream, and
+does the bookkeeping and the checks. The CUDA work is done by a small memory object per implementation, in
+the spirit of ``HostDeviceMem`` in TensorRT's ``samples/python/common_runtime.py``; each has the same few
+members (``kind``, ``device``, ``stream``, ``alloc``, ``to_device``, ``to_host``, ``synchronize``, ``free``,
+``close``):
 
-Memory is released deterministically by :meth:`DeviceBuffers.close` (also on ``with`` exit), in reverse
-order of allocation; closing twice is harmless. Host views returned by :meth:`DeviceBuffers.host_view`
-alias the pinned buffer: they are overwritten by the next call, so copy what you keep.
+* ``"cuda-python"`` (:class:`CudaPythonMemory`): NVIDIA's runtime bindings (``from cuda.bindings import
+  runtime as cudart``), as TensorRT's own samples use since 10.x: ``cudaMallocHost``, ``cudaMalloc``,
+  ``cudaMemcpyAsync``, ``cudaStreamCreate``. Every call's status is checked.
+* ``"pycuda"`` (:class:`PycudaMemory`): PyCUDA, the original article's choice (``pagelocked_empty``,
+  ``mem_alloc``, ``memcpy_htod_async``, ``Stream``), on the device's primary context - the one TensorRT and
+  the CUDA runtime use - pushed on open and popped on close; use it from the thread that opened it.
+* ``"torch"`` (:class:`TorchMemory`): pinned and CUDA ``uint8`` tensors, for readers who have CUDA PyTorch.
+
+**The device comes first.** Opening buffers makes their GPU current for this thread (``cudaSetDevice``, the
+primary context pushed, ``torch.cuda.set_device``). TensorRT deserializes an engine and creates its context
+on the current device, so buffers are opened *before* the engine is loaded
+(:func:`helpers.trt.runtime.open_engine` keeps that order). GPUs are CUDA device indices, which honour
+``CUDA_VISIBLE_DEVICES``: device 0 is the first visible GPU.
+
+Memory is released deterministically by :meth:`DeviceBuffers.close` (also on ``with`` exit), in reverse order of
+allocation; closing twice is harmless. An allocation that fails frees what was already allocated and closes
+the memory object (pycuda's context is popped) before the error is raised. Host views returned by
+:meth:`DeviceBuffers.host_view` alias the pinned buffer: the next call overwrites them, so copy what you keep.
 """
 
 from __future__ import annotations
@@ -22,28 +35,18 @@ from __future__ import annotations
 import ctypes
 import importlib
 import math
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import BackendError, ConfigError, InputError, TensorRTUnavailableError
+from ..export import TensorSpec
 
 BUFFER_KINDS: tuple[str, ...] = ("cuda-python", "pycuda", "torch")
 
 
 # ------------------------------------------------------------------------------------------------- sizing
-@dataclass(frozen=True)
-class TensorSpec:
-    """One I/O tensor of an engine: ``shape`` uses -1 for dynamic axes."""
-
-    name: str
-    is_input: bool
-    dtype: np.dtype
-    shape: tuple[int, ...]
-
-
 @dataclass(frozen=True)
 class BufferSpec:
     """One buffer: the tensor it holds and the largest shape it must hold."""
@@ -105,53 +108,225 @@ def total_bytes(plan: Iterable[BufferSpec]) -> int:
     return sum(b.nbytes for b in plan)
 
 
-# ---------------------------------------------------------------------------------------------- interface
-class DeviceBuffers(ABC):
-    """Pinned host and device memory for a buffer plan, plus one CUDA stream.
+# --------------------------------------------------------------------------------------- the memory objects
+class Memory(Protocol):
+    """What one buffer implementation does; opening it (its constructor) makes its GPU current."""
 
-    Life cycle: create (opens the device and a stream), :meth:`allocate` once, then per call
-    :meth:`host_view` / :meth:`to_device` / :meth:`to_host` / :meth:`synchronize`, finally :meth:`close`.
-    Subclasses implement the ``_`` hooks; this class does the bookkeeping and the checks.
-    """
+    kind: str
+    device: int
+    stream: int  # the CUDA stream as the integer TensorRT's execute_async_v3 takes
 
-    kind: str = "abstract"
+    def alloc(self, nbytes: int) -> tuple[np.ndarray, int]:
+        """Pinned host memory as a flat ``uint8`` array and device memory of ``nbytes`` (its address)."""
+
+    def to_device(self, ptr: int, host: np.ndarray) -> None:
+        """Queue a copy of ``host`` (the first bytes of a pinned buffer) to ``ptr`` on the stream."""
+
+    def to_host(self, host: np.ndarray, ptr: int) -> None:
+        """Queue a copy of ``host.nbytes`` bytes at ``ptr`` into ``host`` on the stream."""
+
+    def synchronize(self) -> None: ...
+
+    def free(self, host: np.ndarray, ptr: int) -> None: ...
+
+    def close(self) -> None:
+        """Release the stream (and pycuda's context)."""
+
+
+class CudaPythonMemory:
+    """``cuda-python``'s runtime API, as in TensorRT's ``samples/python/common_runtime.py``."""
+
+    kind = "cuda-python"
 
     def __init__(self, device: int = 0) -> None:
+        self._rt = importlib.import_module("cuda.bindings.runtime")
         self.device = int(device)
-        self.plan: dict[str, BufferSpec] = {}
-        self._host: dict[str, np.ndarray] = {}
-        self._device_mem: dict[str, Any] = {}
-        self._order: list[str] = []
-        self._closed = False
-        self._open(self.device)
-        try:
-            self._stream = self._create_stream()
-        except BaseException:
-            self._close()
-            raise
+        self._call(self._rt.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
+        self._stream = self._call(self._rt.cudaStreamCreate(), "cudaStreamCreate")
+        self.stream = int(self._stream)
 
-    # -------------------------------------------------------------------------------- public
+    def _call(self, result: Any, what: str) -> Any:
+        """Check a ``(cudaError_t, *values)`` result; return the value(s)."""
+        err, values = result[0], tuple(result[1:])
+        if err != self._rt.cudaError_t.cudaSuccess:
+            name, text = self._rt.cudaGetErrorName(err)[1], self._rt.cudaGetErrorString(err)[1]
+            raise BackendError(f"cuda-python: {what} failed with {name.decode() if isinstance(name, bytes) else name} "
+                               f"({text.decode() if isinstance(text, bytes) else text}).")
+        return values[0] if len(values) == 1 else values
+
+    def alloc(self, nbytes: int) -> tuple[np.ndarray, int]:
+        host = int(self._call(self._rt.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
+        try:
+            ptr = int(self._call(self._rt.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
+        except BackendError:
+            self._call(self._rt.cudaFreeHost(host), "cudaFreeHost")
+            raise
+        return np.ctypeslib.as_array(ctypes.cast(host, ctypes.POINTER(ctypes.c_uint8)), (nbytes,)), ptr
+
+    def to_device(self, ptr: int, host: np.ndarray) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._call(self._rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, self._stream), "cudaMemcpyAsync H2D")
+
+    def to_host(self, host: np.ndarray, ptr: int) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._call(self._rt.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind, self._stream), "cudaMemcpyAsync D2H")
+
+    def synchronize(self) -> None:
+        self._call(self._rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def free(self, host: np.ndarray, ptr: int) -> None:
+        self._call(self._rt.cudaFree(ptr), "cudaFree")
+        self._call(self._rt.cudaFreeHost(host.ctypes.data), "cudaFreeHost")
+
+    def close(self) -> None:
+        """Destroy the stream; the primary context stays for TensorRT and others."""
+        self._call(self._rt.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
+
+
+class PycudaMemory:
+    """PyCUDA on the device's primary context (pushed here, popped by :meth:`close`)."""
+
+    kind = "pycuda"
+
+    def __init__(self, device: int = 0) -> None:
+        self._cuda = importlib.import_module("pycuda.driver")
+        self.device = int(device)
+        self._guard(self._cuda.init, "cuda.init")
+        self._ctx = self._guard(lambda: self._cuda.Device(self.device).retain_primary_context(), "retain_primary_context")
+        self._guard(self._ctx.push, "context push")
+        try:
+            self._stream = self._guard(self._cuda.Stream, "Stream()")
+        except BackendError:
+            self._pop()
+            raise
+        self.stream = int(self._stream.handle)
+        self._device_mem: dict[int, Any] = {}  # address -> DeviceAllocation (freed explicitly)
+
+    def _guard(self, fn: Callable[[], Any], what: str) -> Any:
+        try:
+            return fn()
+        except (self._cuda.Error, MemoryError) as exc:
+            raise BackendError(f"pycuda: {what} failed ({type(exc).__name__}: {exc}).") from exc
+
+    def alloc(self, nbytes: int) -> tuple[np.ndarray, int]:
+        host = self._guard(lambda: self._cuda.pagelocked_empty(nbytes, np.uint8), f"pagelocked_empty({nbytes})")
+        try:
+            mem = self._guard(lambda: self._cuda.mem_alloc(nbytes), f"mem_alloc({nbytes})")
+        except BackendError:
+            self._guard(host.base.free, "HostAllocation.free")
+            raise
+        self._device_mem[int(mem)] = mem
+        return host, int(mem)
+
+    def to_device(self, ptr: int, host: np.ndarray) -> None:
+        self._guard(lambda: self._cuda.memcpy_htod_async(self._device_mem[ptr], host, self._stream), "memcpy_htod_async")
+
+    def to_host(self, host: np.ndarray, ptr: int) -> None:
+        self._guard(lambda: self._cuda.memcpy_dtoh_async(host, self._device_mem[ptr], self._stream), "memcpy_dtoh_async")
+
+    def synchronize(self) -> None:
+        self._guard(self._stream.synchronize, "Stream.synchronize")
+
+    def free(self, host: np.ndarray, ptr: int) -> None:
+        self._guard(self._device_mem.pop(ptr).free, "DeviceAllocation.free")
+        self._guard(host.base.free, "HostAllocation.free")
+
+    def _pop(self) -> None:
+        self._guard(self._cuda.Context.pop, "context pop")
+        self._guard(self._ctx.detach, "context detach")
+
+    def close(self) -> None:
+        self._stream = None  # a pycuda Stream is destroyed with its last reference, while the context is current
+        self._pop()
+
+
+class TorchMemory:
+    """Pinned CPU and CUDA ``uint8`` tensors from PyTorch, copied on a PyTorch stream."""
+
+    kind = "torch"
+
+    def __init__(self, device: int = 0) -> None:
+        self._torch = importlib.import_module("torch")
+        if not self._torch.cuda.is_available():
+            raise TensorRTUnavailableError("torch buffers need CUDA PyTorch and a GPU; this PyTorch sees no CUDA device.")
+        self.device = int(device)
+        self._torch.cuda.set_device(self.device)
+        self._stream = self._torch.cuda.Stream(device=self.device)
+        self.stream = int(self._stream.cuda_stream)
+        self._tensors: dict[int, Any] = {}  # address -> pinned host or device tensor
+
+    def alloc(self, nbytes: int) -> tuple[np.ndarray, int]:
+        try:
+            host = self._torch.empty(nbytes, dtype=self._torch.uint8, pin_memory=True)
+            mem = self._torch.empty(nbytes, dtype=self._torch.uint8, device=self._torch.device("cuda", self.device))
+        except RuntimeError as exc:  # torch.OutOfMemoryError and CUDA errors
+            raise BackendError(f"torch: allocating {nbytes} bytes of pinned and device memory failed ({exc}).") from exc
+        self._tensors[host.data_ptr()], self._tensors[mem.data_ptr()] = host, mem
+        return host.numpy(), int(mem.data_ptr())
+
+    def to_device(self, ptr: int, host: np.ndarray) -> None:
+        with self._torch.cuda.stream(self._stream):
+            self._tensors[ptr][: host.nbytes].copy_(self._tensors[host.ctypes.data][: host.nbytes], non_blocking=True)
+
+    def to_host(self, host: np.ndarray, ptr: int) -> None:
+        with self._torch.cuda.stream(self._stream):
+            self._tensors[host.ctypes.data][: host.nbytes].copy_(self._tensors[ptr][: host.nbytes], non_blocking=True)
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    def free(self, host: np.ndarray, ptr: int) -> None:
+        del self._tensors[ptr], self._tensors[host.ctypes.data]  # the allocators take them back
+
+    def close(self) -> None:
+        self._tensors.clear()
+        self._stream = None
+
+
+# ------------------------------------------------------------------------------------------------ buffers
+class DeviceBuffers:
+    """Pinned host and device memory for a buffer plan, plus one CUDA stream, on one GPU.
+
+    Life cycle: open (:func:`make_buffers`), :meth:`allocate` once, then per call :meth:`host_view` /
+    :meth:`to_device` / :meth:`to_host` / :meth:`synchronize`, finally :meth:`close`.
+    """
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self.plan: dict[str, BufferSpec] = {}
+        self._buffers: dict[str, tuple[np.ndarray, int]] = {}  # name -> (pinned host bytes, device address)
+        self._closed = False
+
+    @property
+    def kind(self) -> str:
+        return self.memory.kind
+
+    @property
+    def device(self) -> int:
+        return self.memory.device
+
     @property
     def stream_handle(self) -> int:
-        """The CUDA stream as the integer TensorRT's ``execute_async_v3`` takes."""
-        return int(self._stream_handle())
+        """The CUDA stream as the integer ``set_optimization_profile_async`` and ``execute_async_v3`` take."""
+        return int(self.memory.stream)
 
     def allocate(self, plan: Sequence[BufferSpec]) -> "DeviceBuffers":
-        """Allocate every buffer of ``plan`` once (pinned host + device); a second call is an error."""
+        """Allocate every buffer of ``plan`` once; on failure free what was made, close, and raise."""
         self._check_open()
         if self.plan:
             raise BackendError(f"{self.kind} buffers: already allocated; buffers are allocated once and reused.")
-        for spec in plan:
-            nbytes = max(1, spec.nbytes)
-            self._host[spec.name] = self._alloc_host(nbytes)
-            self._order.append(spec.name)
-            self._device_mem[spec.name] = self._alloc_device(nbytes)
-            self.plan[spec.name] = spec
+        try:
+            for spec in plan:
+                self._buffers[spec.name] = self.memory.alloc(max(1, spec.nbytes))
+                self.plan[spec.name] = spec
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def device_ptr(self, name: str) -> int:
         """Device address of the buffer for tensor ``name`` (what ``set_tensor_address`` takes)."""
-        return int(self._device_ptr(self._device_mem[self._spec(name).name]))
+        return self._buffers[self._spec(name).name][1]
 
     def host_view(self, name: str, shape: Sequence[int]) -> np.ndarray:
         """The pinned host buffer of ``name`` viewed as ``shape`` (must fit within the planned maximum)."""
@@ -160,40 +335,38 @@ class DeviceBuffers(ABC):
         if count > spec.elements:
             raise InputError(f"{self.kind} buffers: {name} of shape {tuple(shape)} needs {count} elements but its buffer "
                              f"holds {spec.elements} (max shape {spec.max_shape}); the engine's profile does not allow it.")
-        raw = self._host[name][: count * spec.dtype.itemsize]
-        return raw.view(spec.dtype).reshape(tuple(shape))
+        return self._buffers[name][0][: count * spec.dtype.itemsize].view(spec.dtype).reshape(tuple(shape))
 
     def to_device(self, name: str, nbytes: int) -> None:
         """Queue a copy of the first ``nbytes`` of the host buffer to the device (asynchronous, on the stream)."""
-        self._copy_checks(name, nbytes)
-        self._htod(self._device_mem[name], self._host[name], nbytes)
+        host, ptr = self._copy_checks(name, nbytes)
+        self.memory.to_device(ptr, host[:nbytes])
 
     def to_host(self, name: str, nbytes: int) -> None:
         """Queue a copy of the first ``nbytes`` of the device buffer to the host (asynchronous, on the stream)."""
-        self._copy_checks(name, nbytes)
-        self._dtoh(self._host[name], self._device_mem[name], nbytes)
+        host, ptr = self._copy_checks(name, nbytes)
+        self.memory.to_host(host[:nbytes], ptr)
 
     def synchronize(self) -> None:
         """Wait until everything queued on the stream has finished."""
         self._check_open()
-        self._sync()
+        self.memory.synchronize()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "device": self.device, "buffers": [s.row() for s in self.plan.values()],
                 "total_bytes": total_bytes(self.plan.values())}
 
     def close(self) -> None:
-        """Free every buffer (reverse order), the stream and the device context. Safe to call twice."""
+        """Free every buffer (reverse order), then the stream (and pycuda's context). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        for name in reversed(self._order):
-            self._free_device(self._device_mem.pop(name))
-            self._free_host(self._host.pop(name))
-        self._order.clear()
-        self.plan.clear()
-        self._destroy_stream()
-        self._close()
+        try:
+            for name in reversed(list(self._buffers)):
+                self.memory.free(*self._buffers.pop(name))
+        finally:
+            self.plan.clear()
+            self.memory.close()
 
     def __enter__(self) -> "DeviceBuffers":
         return self
@@ -203,9 +376,8 @@ class DeviceBuffers(ABC):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.plan)} buffers, {total_bytes(self.plan.values())} bytes"
-        return f"<{type(self).__name__} {self.kind} on device {self.device}: {state}>"
+        return f"<DeviceBuffers {self.kind} on device {self.device}: {state}>"
 
-    # -------------------------------------------------------------------------------- helpers
     def _check_open(self) -> None:
         if self._closed:
             raise BackendError(f"{self.kind} buffers: used after close(); create new buffers.")
@@ -216,227 +388,16 @@ class DeviceBuffers(ABC):
             raise InputError(f"{self.kind} buffers: no buffer for tensor {name!r}; planned: {sorted(self.plan)}.")
         return self.plan[name]
 
-    def _copy_checks(self, name: str, nbytes: int) -> None:
+    def _copy_checks(self, name: str, nbytes: int) -> tuple[np.ndarray, int]:
         spec = self._spec(name)
         if not 0 < nbytes <= spec.nbytes:
             raise InputError(f"{self.kind} buffers: copy of {nbytes} bytes for {name} outside its buffer of "
                              f"{spec.nbytes} bytes.")
-
-    # -------------------------------------------------------------------------------- hooks
-    @abstractmethod
-    def _open(self, device: int) -> None: ...
-
-    @abstractmethod
-    def _create_stream(self) -> Any: ...
-
-    @abstractmethod
-    def _stream_handle(self) -> int: ...
-
-    @abstractmethod
-    def _alloc_host(self, nbytes: int) -> np.ndarray:
-        """Pinned host memory as a flat uint8 array of ``nbytes``."""
-
-    @abstractmethod
-    def _alloc_device(self, nbytes: int) -> Any: ...
-
-    @abstractmethod
-    def _device_ptr(self, mem: Any) -> int: ...
-
-    @abstractmethod
-    def _htod(self, mem: Any, host: np.ndarray, nbytes: int) -> None: ...
-
-    @abstractmethod
-    def _dtoh(self, host: np.ndarray, mem: Any, nbytes: int) -> None: ...
-
-    @abstractmethod
-    def _sync(self) -> None: ...
-
-    @abstractmethod
-    def _free_device(self, mem: Any) -> None: ...
-
-    @abstractmethod
-    def _free_host(self, host: np.ndarray) -> None: ...
-
-    @abstractmethod
-    def _destroy_stream(self) -> None: ...
-
-    @abstractmethod
-    def _close(self) -> None: ...
-
-
-# ------------------------------------------------------------------------------------------- cuda-python
-class CudaPythonBuffers(DeviceBuffers):
-    """Buffers through ``cuda-python``'s runtime API, as in TensorRT's ``samples/python/common_runtime.py``."""
-
-    kind = "cuda-python"
-
-    def _open(self, device: int) -> None:
-        self._rt = importlib.import_module("cuda.bindings.runtime")
-        self._call(self._rt.cudaSetDevice(device), "cudaSetDevice")
-
-    def _call(self, result: Any, what: str) -> Any:
-        """Check a ``(cudaError_t, *values)`` result; return the value(s)."""
-        err, values = result[0], tuple(result[1:])
-        if err != self._rt.cudaError_t.cudaSuccess:
-            name = self._rt.cudaGetErrorName(err)[1]
-            text = self._rt.cudaGetErrorString(err)[1]
-            raise BackendError(f"cuda-python: {what} failed with {name.decode() if isinstance(name, bytes) else name} "
-                               f"({text.decode() if isinstance(text, bytes) else text}).")
-        return values[0] if len(values) == 1 else values
-
-    def _create_stream(self) -> Any:
-        return self._call(self._rt.cudaStreamCreate(), "cudaStreamCreate")
-
-    def _stream_handle(self) -> int:
-        return int(self._stream)
-
-    def _alloc_host(self, nbytes: int) -> np.ndarray:
-        ptr = self._call(self._rt.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})")
-        return np.ctypeslib.as_array(ctypes.cast(int(ptr), ctypes.POINTER(ctypes.c_uint8)), (nbytes,))
-
-    def _alloc_device(self, nbytes: int) -> Any:
-        return self._call(self._rt.cudaMalloc(nbytes), f"cudaMalloc({nbytes})")
-
-    def _device_ptr(self, mem: Any) -> int:
-        return int(mem)
-
-    def _htod(self, mem: Any, host: np.ndarray, nbytes: int) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(self._rt.cudaMemcpyAsync(int(mem), host.ctypes.data, nbytes, kind, self._stream), "cudaMemcpyAsync H2D")
-
-    def _dtoh(self, host: np.ndarray, mem: Any, nbytes: int) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._call(self._rt.cudaMemcpyAsync(host.ctypes.data, int(mem), nbytes, kind, self._stream), "cudaMemcpyAsync D2H")
-
-    def _sync(self) -> None:
-        self._call(self._rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-
-    def _free_device(self, mem: Any) -> None:
-        self._call(self._rt.cudaFree(mem), "cudaFree")
-
-    def _free_host(self, host: np.ndarray) -> None:
-        self._call(self._rt.cudaFreeHost(host.ctypes.data), "cudaFreeHost")
-
-    def _destroy_stream(self) -> None:
-        self._call(self._rt.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
-
-    def _close(self) -> None:
-        """Nothing to release: the runtime API's primary context stays for TensorRT and others."""
-
-
-# ------------------------------------------------------------------------------------------------ pycuda
-class PycudaBuffers(DeviceBuffers):
-    """Buffers through PyCUDA on the device's primary context (pushed here, popped on close)."""
-
-    kind = "pycuda"
-
-    def _open(self, device: int) -> None:
-        self._cuda = importlib.import_module("pycuda.driver")
-        self._guard(self._cuda.init, "cuda.init")
-        self._ctx = self._guard(lambda: self._cuda.Device(device).retain_primary_context(), "retain_primary_context")
-        self._guard(self._ctx.push, "context push")
-
-    def _guard(self, fn: Callable[[], Any], what: str) -> Any:
-        try:
-            return fn()
-        except self._cuda.Error as exc:
-            raise BackendError(f"pycuda: {what} failed ({type(exc).__name__}: {exc}).") from exc
-
-    def _create_stream(self) -> Any:
-        return self._guard(self._cuda.Stream, "Stream()")
-
-    def _stream_handle(self) -> int:
-        return int(self._stream.handle)
-
-    def _alloc_host(self, nbytes: int) -> np.ndarray:
-        return self._guard(lambda: self._cuda.pagelocked_empty(nbytes, np.uint8), f"pagelocked_empty({nbytes})")
-
-    def _alloc_device(self, nbytes: int) -> Any:
-        return self._guard(lambda: self._cuda.mem_alloc(nbytes), f"mem_alloc({nbytes})")
-
-    def _device_ptr(self, mem: Any) -> int:
-        return int(mem)
-
-    def _htod(self, mem: Any, host: np.ndarray, nbytes: int) -> None:
-        self._guard(lambda: self._cuda.memcpy_htod_async(mem, host[:nbytes], self._stream), "memcpy_htod_async")
-
-    def _dtoh(self, host: np.ndarray, mem: Any, nbytes: int) -> None:
-        self._guard(lambda: self._cuda.memcpy_dtoh_async(host[:nbytes], mem, self._stream), "memcpy_dtoh_async")
-
-    def _sync(self) -> None:
-        self._guard(self._stream.synchronize, "Stream.synchronize")
-
-    def _free_device(self, mem: Any) -> None:
-        self._guard(mem.free, "DeviceAllocation.free")
-
-    def _free_host(self, host: np.ndarray) -> None:
-        self._guard(host.base.free, "HostAllocation.free")
-
-    def _destroy_stream(self) -> None:
-        self._stream = None  # a pycuda Stream is destroyed with its last reference
-
-    def _close(self) -> None:
-        self._guard(self._cuda.Context.pop, "context pop")
-        self._guard(self._ctx.detach, "context detach")
-
-
-# ------------------------------------------------------------------------------------------------- torch
-class TorchBuffers(DeviceBuffers):
-    """Buffers as pinned CPU and CUDA ``uint8`` tensors from PyTorch (optional third implementation)."""
-
-    kind = "torch"
-
-    def _open(self, device: int) -> None:
-        self._torch = importlib.import_module("torch")
-        if not self._torch.cuda.is_available():
-            raise TensorRTUnavailableError("torch buffers need CUDA PyTorch and a GPU; this PyTorch sees no CUDA device.")
-        self._dev = self._torch.device("cuda", device)
-        self._pinned: dict[int, Any] = {}
-
-    def _create_stream(self) -> Any:
-        return self._torch.cuda.Stream(device=self._dev)
-
-    def _stream_handle(self) -> int:
-        return int(self._stream.cuda_stream)
-
-    def _alloc_host(self, nbytes: int) -> np.ndarray:
-        tensor = self._torch.empty(nbytes, dtype=self._torch.uint8, pin_memory=True)
-        arr = tensor.numpy()
-        self._pinned[arr.ctypes.data] = tensor
-        return arr
-
-    def _alloc_device(self, nbytes: int) -> Any:
-        return self._torch.empty(nbytes, dtype=self._torch.uint8, device=self._dev)
-
-    def _device_ptr(self, mem: Any) -> int:
-        return int(mem.data_ptr())
-
-    def _htod(self, mem: Any, host: np.ndarray, nbytes: int) -> None:
-        with self._torch.cuda.stream(self._stream):
-            mem[:nbytes].copy_(self._pinned[host.ctypes.data][:nbytes], non_blocking=True)
-
-    def _dtoh(self, host: np.ndarray, mem: Any, nbytes: int) -> None:
-        with self._torch.cuda.stream(self._stream):
-            self._pinned[host.ctypes.data][:nbytes].copy_(mem[:nbytes], non_blocking=True)
-
-    def _sync(self) -> None:
-        self._stream.synchronize()
-
-    def _free_device(self, mem: Any) -> None:
-        del mem  # the caching allocator takes it back with the last reference
-
-    def _free_host(self, host: np.ndarray) -> None:
-        self._pinned.pop(host.ctypes.data)
-
-    def _destroy_stream(self) -> None:
-        self._stream = None
-
-    def _close(self) -> None:
-        self._pinned.clear()
+        return self._buffers[name]
 
 
 # ----------------------------------------------------------------------------------------------- factory
-_CLASSES: dict[str, type[DeviceBuffers]] = {"cuda-python": CudaPythonBuffers, "pycuda": PycudaBuffers, "torch": TorchBuffers}
+_MEMORY: dict[str, type] = {"cuda-python": CudaPythonMemory, "pycuda": PycudaMemory, "torch": TorchMemory}
 _MODULES = {"cuda-python": "cuda.bindings.runtime", "pycuda": "pycuda.driver", "torch": "torch"}
 _INSTALL = {"cuda-python": "pip install cuda-python", "pycuda": "pip install pycuda (builds against your CUDA toolkit)",
             "torch": "a CUDA build of PyTorch"}
@@ -444,7 +405,7 @@ _INSTALL = {"cuda-python": "pip install cuda-python", "pycuda": "pip install pyc
 
 def buffer_kind_status(kind: str) -> tuple[bool, str]:
     """Whether buffers of ``kind`` can be created here, and a sentence saying why (not)."""
-    if kind not in _CLASSES:
+    if kind not in _MEMORY:
         raise ConfigError(f"unknown buffer kind {kind!r}; choose one of {BUFFER_KINDS}.")
     try:
         module = importlib.import_module(_MODULES[kind])
@@ -456,8 +417,9 @@ def buffer_kind_status(kind: str) -> tuple[bool, str]:
 
 
 def make_buffers(kind: str = "cuda-python", device: int = 0) -> DeviceBuffers:
-    """Open buffers of ``kind`` on ``device`` (allocate them with :meth:`DeviceBuffers.allocate`)."""
+    """Open buffers of ``kind`` on CUDA device ``device``, which becomes the current device (allocate them
+    with :meth:`DeviceBuffers.allocate`)."""
     ok, why = buffer_kind_status(kind)
     if not ok:
         raise TensorRTUnavailableError(f"cannot create {kind} buffers: {why}")
-    return _CLASSES[kind](device)
+    return DeviceBuffers(_MEMORY[kind](device))

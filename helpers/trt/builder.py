@@ -203,7 +203,7 @@ def engine_from_trtexec(onnx_path: str | os.PathLike[str], engine_path: str | os
     trtexec writes to a temporary name in the engine's folder; the engine is moved into place and its
     metadata sidecar written only when trtexec succeeded.
     """
-    from .runtime import io_specs_from_onnx
+    from ..export import io_specs_from_onnx
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     precision = compat.precision_plan(features, settings.precision)

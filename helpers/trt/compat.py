@@ -45,7 +45,7 @@ RUNTIME_API: dict[str, tuple[str, ...]] = {
     "Runtime": ("deserialize_cuda_engine",),
     "ICudaEngine": ("num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype",
                     "get_tensor_shape", "num_optimization_profiles", "get_tensor_profile_shape",
-                    "create_execution_context"),
+                    "create_execution_context", "create_runtime_config"),
     "IExecutionContext": ("set_optimization_profile_async", "set_input_shape", "infer_shapes",
                           "set_tensor_address", "execute_async_v3", "get_tensor_shape"),
     "DataType": ("INT32",),
@@ -72,6 +72,7 @@ BUILDER_API: dict[str, tuple[str, ...]] = {
 #: Names present in some releases only; helpers reaches them through feature detection alone.
 OPTIONAL_API: dict[str, tuple[str, ...]] = {
     "BuilderFlag": ("FP16",),  # 10.x only (removed in 11.x)
+    "module": ("CudaGraphStrategy", "DynamicShapesKernelSpecializationStrategy"),  # TensorRT-RTX only (trt/rtx.py)
 }
 
 #: The variable names that hold TensorRT objects in helpers' source, and the class each one holds.

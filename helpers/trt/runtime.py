@@ -14,8 +14,15 @@ What replaced the original article's TensorRT 8 code (``get_binding_shape``, ``s
    for **every** input and output, ``execute_async_v3(stream)``, read each output's shape from the
    context, copy outputs back, synchronise the stream.
 
+Order matters twice. The device comes first: :func:`open_engine` opens the buffers, which make their GPU
+current, *before* the engine is deserialized and its context created, because TensorRT puts both on the
+current device. And per call the profile comes first: a profile switch clears the input shapes, and
+``set_input_shape`` refuses a shape outside the *active* profile, so shapes are set after the switch.
+
 Every boolean TensorRT returns is checked; a ``False`` becomes a :class:`~helpers.errors.BackendError`
-naming the call, the tensor and TensorRT's own log messages.
+naming the call, the tensor and TensorRT's own log messages. Feeds arrive validated by
+:meth:`helpers.backends.base.Backend.validate_feed` (rank, integer dtype, one shape, limits); the runner
+checks only what the engine alone knows: its input names, its profiles and its input dtypes.
 """
 
 from __future__ import annotations
@@ -23,15 +30,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..config import INPUT_NAMES
 from ..errors import BackendError, EngineMismatchError, InputError, MissingArtifactError
+from ..export import TensorSpec
 from . import compat
-from .buffers import BufferSpec, DeviceBuffers, TensorSpec, make_buffers, plan_buffers
+from .buffers import DeviceBuffers, make_buffers, plan_buffers
 from .profiles import ProfilePlan, ShapeProfile
+from .rtx import RtxRuntime, RtxRuntimeSettings, execution_context
 
 
 # -------------------------------------------------------------------------------------------- I/O specs
@@ -64,30 +73,6 @@ def profiles_from_engine(engine: Any, input_names: Sequence[str] = INPUT_NAMES) 
     return ProfilePlan(tuple(profiles), reason="read from the engine")
 
 
-def io_specs_from_onnx(path: str | os.PathLike[str]) -> tuple[TensorSpec, ...]:
-    """The I/O tensors of an ONNX file (-1 for symbolic axes): what the engine built from it will have.
-
-    Used where TensorRT is absent, to show the exact buffer plan a machine with TensorRT would allocate.
-    """
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise MissingArtifactError(f"no ONNX model at {path}; run notebook 02_onnx_export first.")
-    proto = onnx.load(str(path), load_external_data=False)
-    initializers = {t.name for t in proto.graph.initializer}
-    specs = []
-    for is_input, values in ((True, proto.graph.input), (False, proto.graph.output)):
-        for vi in values:
-            if vi.name in initializers:
-                continue
-            t = vi.type.tensor_type
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
-            shape = tuple(int(d.dim_value) if d.HasField("dim_value") else -1 for d in t.shape.dim)
-            specs.append(TensorSpec(vi.name, is_input, dtype, shape))
-    return tuple(specs)
-
-
 # ------------------------------------------------------------------------------------------------ loading
 @dataclass
 class LoadedEngine:
@@ -99,9 +84,15 @@ class LoadedEngine:
     logger: Any
     path: Path
 
+    def release(self) -> None:
+        """Drop the engine, then the runtime that made it (TensorRT 11: references only, no ``with``)."""
+        self.engine = None
+        self.runtime = None
+
 
 def load_engine(path: str | os.PathLike[str], trt: Any = None) -> LoadedEngine:
-    """Deserialize the engine file at ``path`` (check its metadata first with :mod:`helpers.trt.metadata`)."""
+    """Deserialize the engine file at ``path`` onto the current CUDA device (check its metadata first with
+    :mod:`helpers.trt.metadata`; open the buffers first to choose the device, as :func:`open_engine` does)."""
     trt = trt if trt is not None else compat.import_tensorrt()
     path = Path(path)
     if not path.is_file():
@@ -120,33 +111,42 @@ def load_engine(path: str | os.PathLike[str], trt: Any = None) -> LoadedEngine:
 class EngineRunner:
     """One execution context of one engine, with buffers allocated once at the profiles' maximum.
 
-    ``infer({"input_ids": ..., "segment_ids": ...})`` returns ``{output name: array}``; returned arrays are
-    fresh copies (the pinned buffers are reused by the next call). Not thread-safe: use one runner per
-    thread (each has its own context and stream).
+    Made by :func:`open_engine`. The runner owns ``buffers`` (open, on the device the engine was loaded on) and
+    closes them with itself. ``infer({"input_ids": ..., "segment_ids": ...})`` returns ``{output name: array}``;
+    returned arrays are fresh copies (the pinned buffers are reused by the next call). Not thread-safe: use
+    one runner per thread (each has its own context and stream).
     """
 
-    def __init__(self, loaded: LoadedEngine, buffers: str | DeviceBuffers = "cuda-python", device: int = 0,
-                 buffers_factory: Callable[[str, int], DeviceBuffers] = make_buffers) -> None:
+    def __init__(self, loaded: LoadedEngine, buffers: DeviceBuffers,
+                 rtx: RtxRuntimeSettings = RtxRuntimeSettings()) -> None:
         self.trt = loaded.trt
         self.loaded = loaded
-        engine = loaded.engine
-        self.specs = io_specs_from_engine(engine, self.trt)
-        self.inputs = tuple(s for s in self.specs if s.is_input)
-        self.outputs = tuple(s for s in self.specs if not s.is_input)
-        self.plan = profiles_from_engine(engine, [s.name for s in self.inputs])
-        self._context = engine.create_execution_context()
-        if self._context is None:
-            raise BackendError("TensorRT could not create an execution context (out of GPU memory?): "
-                               + (" | ".join(loaded.logger.errors()) or "no message"))
-        self.buffers = buffers if isinstance(buffers, DeviceBuffers) else buffers_factory(buffers, device)
+        self.buffers = buffers
+        self._context: Any = None
+        self.rtx: RtxRuntime | None = None
         self._active: int | None = None
-        self.buffer_plan = plan_buffers(self.specs, self.plan.max_batch, self.plan.max_len,
-                                        max_shapes=self._max_output_shapes())
-        self.buffers.allocate(self.buffer_plan)
+        try:
+            engine = loaded.engine
+            self.specs = io_specs_from_engine(engine, self.trt)
+            self.inputs = tuple(s for s in self.specs if s.is_input)
+            self.outputs = tuple(s for s in self.specs if not s.is_input)
+            self.plan = profiles_from_engine(engine, [s.name for s in self.inputs])
+            self._context, self.rtx = execution_context(engine, self.trt, rtx)
+            if self._context is None:
+                raise BackendError("TensorRT could not create an execution context (out of GPU memory?): "
+                                   + (" | ".join(loaded.logger.errors()) or "no message"))
+            self.buffer_plan = plan_buffers(self.specs, self.plan.max_batch, self.plan.max_len,
+                                            max_shapes=self._max_output_shapes())
+            self.buffers.allocate(self.buffer_plan)
+        except BaseException:
+            self._context, self.rtx = None, None  # drop TensorRT's objects while the device is current
+            loaded.release()
+            raise
 
     # ---------------------------------------------------------------------------- setup
     def _select(self, index: int) -> None:
         if self._active != index:
+            self._active = None  # a refused switch leaves no profile this runner can rely on
             ok = self._context.set_optimization_profile_async(index, self.buffers.stream_handle)
             self._check(ok, f"set_optimization_profile_async({index})")
             self._active = index
@@ -174,21 +174,16 @@ class EngineRunner:
 
     # ---------------------------------------------------------------------------- running
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch; all inputs share one ``[batch, seq_len]`` shape inside the engine's profiles."""
+        """Run one batch of validated ``[batch, seq_len]`` arrays (one shape for all inputs)."""
         missing = [s.name for s in self.inputs if s.name not in feeds]
         unknown = sorted(set(feeds) - {s.name for s in self.inputs})
         if missing or unknown:
             raise InputError(f"TensorRT engine inputs are {[s.name for s in self.inputs]}; missing {missing}, unknown {unknown}.")
-        arrays = {s.name: np.asarray(feeds[s.name]) for s in self.inputs}
-        shapes = {a.shape for a in arrays.values()}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-            raise InputError(f"TensorRT engine: inputs must share one [batch, seq_len] shape, got "
-                             f"{ {k: v.shape for k, v in arrays.items()} }.")
-        batch, seq_len = next(iter(shapes))
+        batch, seq_len = np.shape(feeds[self.inputs[0].name])
         self._select(self.plan.select(batch, seq_len))
         self._set_shapes((batch, seq_len))
         for spec in self.inputs:
-            arr = arrays[spec.name]
+            arr = np.asarray(feeds[spec.name])
             if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
                 raise InputError(f"TensorRT engine: {spec.name} must be {spec.dtype} (read from the engine), got {arr.dtype}.")
             view = self.buffers.host_view(spec.name, arr.shape)
@@ -213,12 +208,23 @@ class EngineRunner:
         return self._active
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": str(self.loaded.path), "profiles": self.plan.table(), "buffers": self.buffers.describe()}
+        return {"engine": str(self.loaded.path), "profiles": self.plan.table(), "buffers": self.buffers.describe(),
+                "rtx_runtime": self.rtx.describe() if self.rtx else None}
 
     def close(self) -> None:
-        """Free the buffers, then drop the context (TensorRT 11: no context managers, references only)."""
-        self.buffers.close()
-        self._context = None
+        """Save TensorRT-RTX's runtime cache (if any), drop the context and the engine while their device is
+        still current, then free the buffers (which pops pycuda's context). Safe to call twice."""
+        if self.loaded is None:
+            return
+        try:
+            if self.rtx is not None:
+                self.rtx.save_cache()
+        finally:
+            self._context = None
+            self.rtx = None
+            self.loaded.release()
+            self.loaded = None
+            self.buffers.close()
 
     def __enter__(self) -> "EngineRunner":
         return self
@@ -227,6 +233,18 @@ class EngineRunner:
         self.close()
 
 
-def buffer_plan_for(specs: Sequence[TensorSpec], plan: ProfilePlan) -> tuple[BufferSpec, ...]:
-    """The buffers an engine with these I/O tensors and profiles gets (batch/length contract for outputs)."""
-    return plan_buffers(specs, plan.max_batch, plan.max_len)
+def open_engine(engine_path: str | os.PathLike[str], *, trt: Any = None, buffers: str | DeviceBuffers = "cuda-python",
+                device: int = 0, rtx: RtxRuntimeSettings = RtxRuntimeSettings()) -> EngineRunner:
+    """Open buffers on CUDA ``device`` (making it current), deserialize the engine there, create its context.
+
+    ``buffers`` is a kind (``"cuda-python"``, ``"pycuda"``, ``"torch"``) or open
+    :class:`~helpers.trt.buffers.DeviceBuffers`, which the runner then owns. If anything fails, what was made
+    is closed before the error is raised.
+    """
+    trt = trt if trt is not None else compat.import_tensorrt()
+    opened = buffers if isinstance(buffers, DeviceBuffers) else make_buffers(buffers, device)
+    try:
+        return EngineRunner(load_engine(engine_path, trt), opened, rtx)
+    except BaseException:
+        opened.close()
+        raise
