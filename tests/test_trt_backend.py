@@ -65,6 +65,7 @@ def test_without_tensorrt_the_backend_says_how_to_install(tmp_path, monkeypatch)
 
     real = importlib.import_module
     monkeypatch.setattr(importlib, "import_module",
-                        lambda name, *a: (_ for _ in ()).throw(ImportError(name)) if name == "tensorrt" else real(name, *a))
+                        lambda name, *a: (_ for _ in ()).throw(ImportError(name)) if name in ("tensorrt", "tensorrt_rtx_bindings")
+                        else real(name, *a))
     with pytest.raises(TensorRTUnavailableError, match="pip install tensorrt-cu12"):
         TensorRTBackend(tmp_path / "model.fp16.plan")

@@ -7,7 +7,7 @@ from 01-style length statistics, and check what came out.
 
 What can be read back without a GPU, and how:
 
-* the engine's I/O names, dtypes and shapes come from the builder's parsed network (``BuildResult.network``)
+* the engine's I/O names, dtypes and shapes come from the builder's parsed network (``BuildResult.network_io``)
   and the sidecar; the profiles from the sidecar. Reading them from the engine itself would need
   ``Runtime.deserialize_cuda_engine``, which in TensorRT-RTX 1.7 needs a CUDA driver: without one it returns
   None after "Error Code 1: Cuda Runtime (... cudaError 35: CUDA driver version is insufficient for CUDA
@@ -90,7 +90,7 @@ def test_real_build_has_the_contract_io_and_every_profile(built, plan, precision
         print(f"\n  TensorRT-RTX {rtx.__version__} built {result.engine_path.name} from {meta.onnx_file}: "
               f"{result.engine_bytes / 2**20:.2f} MiB in {result.seconds:.2f} s, {len(meta.profiles)} profiles "
               f"{[p['opt_batch'] for p in meta.profiles]}x{[p['opt_len'] for p in meta.profiles]} (opt)")
-    assert {"inputs": result.network.inputs, "outputs": result.network.outputs} == ENGINE_IO
+    assert {"inputs": result.network_io.inputs, "outputs": result.network_io.outputs} == ENGINE_IO
     assert meta.onnx_file == ONNX_FILES["plain" if precision == "fp32" else "fp16"]
     assert (meta.flavour, meta.tensorrt_version, meta.precision) == ("tensorrt-rtx", rtx.__version__, precision)
     assert meta.profile_plan().profiles == plan.profiles

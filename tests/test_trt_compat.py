@@ -45,6 +45,9 @@ def test_flavour_is_told_by_the_module():
     assert compat.flavour_of(types.ModuleType("tensorrt_rtx")) == "tensorrt-rtx"
     with pytest.raises(ConfigError, match=r"cannot tell which TensorRT flavour module 'onnxruntime' is"):
         compat.flavour_of(types.ModuleType("onnxruntime"))
+    # stand-ins under other names are told by what they offer
+    assert compat.flavour_of(types.SimpleNamespace(Runtime=object)) == "tensorrt"
+    assert compat.flavour_of(types.SimpleNamespace(Runtime=object, ComputeCapability=object)) == "tensorrt-rtx"
     with pytest.raises(ConfigError, match=r"flavour must be one of \('tensorrt', 'tensorrt-rtx'\), got 'rtx'"):
         compat.TrtFeatures("1.0", flavour="rtx")
 
@@ -101,7 +104,7 @@ def test_missing_tensorrt_gives_the_install_command_of_each_flavour(monkeypatch)
     with pytest.raises(TensorRTUnavailableError) as err:
         compat.import_tensorrt()
     text = str(err.value)
-    assert "data-centre GPUs (TensorRT): `pip install tensorrt-cu13`" in text
+    assert "data-centre GPUs (TensorRT): `pip install tensorrt-cu13` (or `pip install tensorrt-cu12` for a CUDA 12 driver)" in text
     assert ("GeForce RTX / RTX PRO GPUs (TensorRT-RTX): `pip install tensorrt-rtx-cu13-libs==1.7.1.116 "
             "tensorrt-rtx-cu13-bindings==1.7.1.116`") in text
     with pytest.raises(TensorRTUnavailableError, match=r"^TensorRT flavour 'tensorrt-rtx' is not installed"):

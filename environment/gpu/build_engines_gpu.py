@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 "built": True, "onnx_file": onnx_path.name, "seconds": round(result.seconds, 2),
                 "engine_bytes": result.engine_bytes, "engine_mib": round(result.engine_bytes / 2**20, 1),
                 "timing_cache": result.timing_cache_note,
-                "network": {"inputs": result.network.inputs, "outputs": result.network.outputs},
+                "network": {"inputs": result.network_io.inputs, "outputs": result.network_io.outputs},
                 "runtime": runtime_verdicts(trt, engine_path, onnx_path),
             }
             print(f"  {builds[precision]['engine_mib']} MiB in {builds[precision]['seconds']} s; "

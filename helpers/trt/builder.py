@@ -91,7 +91,7 @@ class BuildResult:
     timing_cache: Path | None
     timing_cache_reused: bool
     timing_cache_note: str = ""
-    network: NetworkIO = field(default_factory=lambda: NetworkIO({}, {}))
+    network_io: NetworkIO = field(default_factory=lambda: NetworkIO({}, {}))
 
     @property
     def engine_bytes(self) -> int:

@@ -105,10 +105,11 @@ def import_tensorrt(flavour: str | None = None) -> ModuleType:
             return importlib.import_module(FLAVOUR_MODULES[name])
         except ImportError as exc:
             failures.append(f"{FLAVOUR_MODULES[name]}: {exc}")
-    commands = "; ".join(f"for {FLAVOUR_FOR[name]}: `{install_command(name)}`" for name in wanted)
+    commands = "; ".join(f"for {FLAVOUR_FOR[name]}: `{install_command(name, 13)}` (or `{install_command(name, 12)}` for "
+                         "a CUDA 12 driver)" for name in wanted)
     what = "TensorRT" if flavour is None else f"TensorRT flavour {flavour!r}"
     raise TensorRTUnavailableError(f"{what} is not installed in this Python ({'; '.join(failures)}). Install it: "
-                                   f"{commands} (`-cu12` instead of `-cu13` for a CUDA 12 driver).") from None
+                                   f"{commands}.") from None
 
 
 def tensorrt_available(flavour: str | None = None) -> bool:
@@ -122,12 +123,16 @@ def tensorrt_available(flavour: str | None = None) -> bool:
 
 def flavour_of(trt: Any) -> str:
     """``"tensorrt-rtx"`` for NVIDIA's TensorRT-RTX modules, ``"tensorrt"`` for TensorRT's (full, lean or
-    dispatch runtime), told by the module's name; a :class:`ConfigError` for anything else."""
+    dispatch runtime), told by the module's name. An object under another name that offers TensorRT's
+    ``Runtime`` or ``Builder`` (a stand-in in tests) is told by a feature only TensorRT-RTX has, its
+    ``ComputeCapability`` targets; anything else is a :class:`ConfigError`."""
     name = str(getattr(trt, "__name__", ""))
     if name.startswith("tensorrt_rtx"):
         return "tensorrt-rtx"
     if name.startswith("tensorrt"):
         return "tensorrt"
+    if hasattr(trt, "Runtime") or hasattr(trt, "Builder"):
+        return "tensorrt-rtx" if hasattr(trt, "ComputeCapability") else "tensorrt"
     raise ConfigError(f"cannot tell which TensorRT flavour module {name or type(trt).__name__!r} is; pass the "
                       f"module that import_tensorrt() returns ({' or '.join(FLAVOUR_MODULES.values())}).")
 
@@ -167,7 +172,7 @@ BUILDER_API: dict[str, tuple[str, ...]] = {
 
 #: Names of one flavour only: TensorRT-RTX's check of a serialized engine against this machine.
 RTX_API: dict[str, tuple[str, ...]] = {
-    "module": ("EngineInvalidityDiagnostics",),
+    "module": ("EngineInvalidityDiagnostics", "ComputeCapability"),
     "Runtime": ("get_engine_validity",),
     "EngineInvalidityDiagnostics": ("__members__",),
 }
