@@ -1,11 +1,13 @@
-"""What GPU and CUDA/TensorRT software is here, what is missing, and how to get it.
+"""What the TensorRT path needs on this machine, what is missing, and how to get it.
 
-:func:`environment_report` looks without changing anything: the GPUs and their compute capability, the
-driver version and the newest CUDA version that driver supports (``nvidia-smi``), and the Python
-packages of the TensorRT path (torch, tensorrt, pycuda, cuda-python, onnxruntime, polygraphy) plus
-``trtexec`` on ``PATH``. :func:`install_advice` turns a report into the exact steps for this machine:
-``pip install tensorrt-cu12`` or ``tensorrt-cu13`` chosen from the driver's CUDA version, or the project's
-``environment/Dockerfile`` built on NVIDIA's TensorRT container.
+:func:`environment_report` looks without changing anything: the GPUs (by CUDA device index) and their
+compute capability, the driver version and the newest CUDA version that driver supports (all from
+:mod:`helpers.machine`), and the Python packages of the TensorRT path (torch, TensorRT, TensorRT-RTX,
+pycuda, cuda-python, onnxruntime, polygraphy) plus ``trtexec`` on ``PATH``. :func:`install_advice` turns a
+report into the exact steps for this machine: which TensorRT flavour fits its GPU (full TensorRT on every
+NVIDIA GPU; TensorRT-RTX on GeForce RTX / RTX PRO GPUs of compute capability 8.0, 8.6, 8.9 and 12.x) and
+the pip command for the driver's CUDA version, or the project's ``environment/Dockerfile`` built on NVIDIA's
+TensorRT container.
 """
 
 from __future__ import annotations
@@ -14,34 +16,26 @@ import importlib
 import platform
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .bench.system import package_versions
 from .errors import BackendError
+from .machine import GpuInfo, driver_versions, package_versions, torch_gpus, visible_gpus
+from .trt.compat import FLAVOUR_MODULES, RTX_PORTABLE_TARGETS, install_command, runs_on, runtime_refusal
 
 #: Where NVIDIA's containers and tarballs put trtexec when it is not on PATH.
 TRTEXEC_FALLBACKS: tuple[str, ...] = ("/usr/src/tensorrt/bin/trtexec", "/opt/tensorrt/bin/trtexec")
-#: Import name and distribution names of each package the report looks for.
+#: Import name and distribution names of each package the report looks for (the two TensorRT flavours
+#: under their flavour names).
 PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("torch", ("torch",)),
-    "tensorrt": ("tensorrt", ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")),
+    "tensorrt": (FLAVOUR_MODULES["tensorrt"], ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")),
+    "tensorrt-rtx": (FLAVOUR_MODULES["tensorrt-rtx"], ("tensorrt_rtx_cu13_bindings", "tensorrt_rtx_cu12_bindings")),
     "pycuda": ("pycuda.driver", ("pycuda",)),
     "cuda-python": ("cuda.bindings.runtime", ("cuda-bindings", "cuda-python")),
     "onnxruntime": ("onnxruntime", ("onnxruntime-gpu", "onnxruntime")),
     "polygraphy": ("polygraphy", ("polygraphy",)),
 }
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """One GPU as ``nvidia-smi`` (or PyTorch) names it."""
-
-    index: int
-    name: str
-    compute_capability: str
-    memory_mib: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,7 +50,7 @@ class Probe:
 
 @dataclass(frozen=True)
 class EnvironmentReport:
-    """Everything 03_trt_setup shows and :func:`install_advice` reads."""
+    """Everything 03_trt_setup shows and :func:`install_advice` reads (``gpus`` by CUDA device index)."""
 
     python: str
     platform: str
@@ -71,8 +65,31 @@ class EnvironmentReport:
         return bool(self.gpus)
 
     @property
+    def tensorrt_flavours(self) -> tuple[str, ...]:
+        """The TensorRT flavours importable here, in :func:`~helpers.trt.compat.import_tensorrt`'s order."""
+        return tuple(f for f in ("tensorrt", "tensorrt-rtx") if self.probes[f].found)
+
+    @property
     def has_tensorrt(self) -> bool:
-        return self.probes["tensorrt"].found
+        """Some TensorRT flavour is importable (whether it can build or run here: see below)."""
+        return bool(self.tensorrt_flavours)
+
+    def flavours_that_run(self, device: int = 0) -> tuple[str, ...]:
+        """Installed flavours whose runtime accepts GPU ``device`` (TensorRT-RTX refuses e.g. compute 9.0)."""
+        if device >= len(self.gpus):
+            return ()
+        cc = self.gpus[device].compute_capability
+        return tuple(f for f in self.tensorrt_flavours if runtime_refusal(f, cc) is None)
+
+    @property
+    def can_run_engines(self) -> bool:
+        """A GPU is here and an installed TensorRT flavour runs engines on GPU 0."""
+        return bool(self.flavours_that_run(0))
+
+    @property
+    def can_build_engines(self) -> bool:
+        """An installed flavour can build here: TensorRT-RTX anywhere (it needs no GPU), TensorRT with a GPU."""
+        return "tensorrt-rtx" in self.tensorrt_flavours or ("tensorrt" in self.tensorrt_flavours and self.has_gpu)
 
     def rows(self) -> list[dict[str, str]]:
         """The report as table rows (component, status, detail)."""
@@ -91,61 +108,6 @@ class EnvironmentReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ------------------------------------------------------------------------------------------- nvidia-smi
-def parse_gpu_query(csv_text: str) -> tuple[GpuInfo, ...]:
-    """Parse ``nvidia-smi --query-gpu=index,name,compute_cap,memory.total --format=csv,noheader,nounits``."""
-    gpus = []
-    for line in csv_text.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 3 or not parts[0].isdigit():
-            continue
-        memory = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
-        gpus.append(GpuInfo(int(parts[0]), parts[1], parts[2], memory))
-    return tuple(gpus)
-
-
-def parse_driver_header(smi_text: str) -> tuple[str, str]:
-    """``(driver version, CUDA version)`` from the header of plain ``nvidia-smi`` output ("" when absent)."""
-    driver = re.search(r"Driver Version:\s*([0-9.]+)", smi_text)
-    cuda = re.search(r"CUDA Version:\s*([0-9.]+)", smi_text)
-    return (driver.group(1) if driver else "", cuda.group(1) if cuda else "")
-
-
-def _run(cmd: list[str]) -> str:
-    """stdout of a short command, or "" when it is missing or fails (the report then says absent)."""
-    exe = shutil.which(cmd[0])
-    if exe is None:
-        return ""
-    proc = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=60, check=False)
-    return proc.stdout if proc.returncode == 0 else ""
-
-
-def _torch_gpus() -> tuple[tuple[GpuInfo, ...], str]:
-    try:
-        torch = importlib.import_module("torch")
-    except ImportError:
-        return (), ""
-    cuda = str(torch.version.cuda or "")
-    if not torch.cuda.is_available():
-        return (), cuda
-    gpus = []
-    for i in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(i)
-        gpus.append(GpuInfo(i, props.name, f"{props.major}.{props.minor}", int(props.total_memory // 2**20)))
-    return tuple(gpus), cuda
-
-
-def gpu_identity(device: int = 0) -> GpuInfo:
-    """Name and compute capability of GPU ``device`` (what engine metadata records and checks)."""
-    gpus = parse_gpu_query(_run(["nvidia-smi", "--query-gpu=index,name,compute_cap,memory.total",
-                                 "--format=csv,noheader,nounits"])) or _torch_gpus()[0]
-    for gpu in gpus:
-        if gpu.index == device:
-            return gpu
-    raise BackendError(f"no NVIDIA GPU {device} is visible here (nvidia-smi and PyTorch see {len(gpus)}); "
-                       "TensorRT engines need one.")
 
 
 # --------------------------------------------------------------------------------------------- packages
@@ -173,50 +135,69 @@ def find_trtexec() -> Probe:
 
 def environment_report() -> EnvironmentReport:
     """Look at this machine (no side effects)."""
-    gpus = parse_gpu_query(_run(["nvidia-smi", "--query-gpu=index,name,compute_cap,memory.total",
-                                 "--format=csv,noheader,nounits"]))
-    driver, driver_cuda = parse_driver_header(_run(["nvidia-smi"]))
-    torch_gpus, torch_cuda = _torch_gpus()
+    driver, driver_cuda = driver_versions()
     probes = {key: probe_package(key) for key in PACKAGES}
     probes["trtexec"] = find_trtexec()
     return EnvironmentReport(python=platform.python_version(), platform=platform.platform(),
-                             gpus=gpus or torch_gpus, driver_version=driver, driver_cuda=driver_cuda,
-                             torch_cuda=torch_cuda, probes=probes)
+                             gpus=visible_gpus(), driver_version=driver, driver_cuda=driver_cuda,
+                             torch_cuda=torch_gpus()[1], probes=probes)
 
 
 # ----------------------------------------------------------------------------------------------- advice
-def tensorrt_package_for(driver_cuda: str) -> str:
-    """The pip package of TensorRT matching the newest CUDA version a driver supports."""
+def cuda_major_of(driver_cuda: str) -> int:
+    """12 or 13: the CUDA major version whose TensorRT wheels fit a driver supporting CUDA ``driver_cuda``."""
     match = re.match(r"(\d+)", driver_cuda or "")
     if not match:
         raise BackendError(f"cannot read a CUDA version from {driver_cuda!r}; run nvidia-smi and read 'CUDA Version'.")
     major = int(match.group(1))
-    if major >= 13:
-        return "tensorrt-cu13"
-    if major == 12:
-        return "tensorrt-cu12"
-    raise BackendError(f"the NVIDIA driver supports CUDA {driver_cuda} only; TensorRT 10/11 wheels need CUDA 12 or "
-                       "13: update the driver (or use the container, which needs a recent driver too).")
+    if major < 12:
+        raise BackendError(f"the NVIDIA driver supports CUDA {driver_cuda} only; TensorRT 10/11 and TensorRT-RTX wheels "
+                           "need CUDA 12 or 13: update the driver (or use the container, which needs a recent driver too).")
+    return min(major, 13)
+
+
+def tensorrt_package_for(driver_cuda: str) -> str:
+    """The pip package of full TensorRT matching the newest CUDA version a driver supports."""
+    return f"tensorrt-cu{cuda_major_of(driver_cuda)}"
+
+
+def flavour_advice(report: EnvironmentReport, device: int = 0) -> list[str]:
+    """Which TensorRT flavour fits GPU ``device`` (or, without a GPU, what can still be done here), with the
+    exact install command for this driver."""
+    rtx_install = install_command("tensorrt-rtx", cuda_major_of(report.driver_cuda) if report.driver_cuda else 13)
+    if not report.has_gpu:
+        built = ("TensorRT-RTX is installed, so 04 builds real engines here (portable to RTX GPUs of compute "
+                 f"capability {RTX_PORTABLE_TARGETS})" if "tensorrt-rtx" in report.tensorrt_flavours else
+                 f"with TensorRT-RTX (`{rtx_install}`), whose builder needs no GPU, 04 builds real engines here")
+        return ["No NVIDIA GPU is visible here, so no TensorRT engine can run on this machine; " + built + ".",
+                "On a GPU machine, run this notebook again: it says which flavour fits that GPU and prints the "
+                "install command for its driver."]
+    gpu = report.gpus[device]
+    try:
+        full_install = f"pip install {tensorrt_package_for(report.driver_cuda)}"
+    except BackendError as exc:
+        return [str(exc)]
+    lines = [f"Full TensorRT fits {gpu.name} (compute capability {gpu.compute_capability}) and every other NVIDIA "
+             f"data-centre GPU: `{full_install}` (it pulls the matching libraries from NVIDIA's index)."]
+    if runs_on(RTX_PORTABLE_TARGETS, gpu.compute_capability):
+        lines.append(f"TensorRT-RTX runs on compute capability {gpu.compute_capability} too (GeForce RTX / RTX PRO "
+                     f"class): `{rtx_install}` (real wheels on PyPI, 95 MB; no container needed).")
+    else:
+        lines.append(f"TensorRT-RTX does not run on compute capability {gpu.compute_capability} (its runtime accepts "
+                     f"{RTX_PORTABLE_TARGETS}), so use full TensorRT here; TensorRT-RTX can still build engines here "
+                     "for RTX GPUs.")
+    for flavour in report.tensorrt_flavours:
+        runs = flavour in report.flavours_that_run(device)
+        lines.append(f"Installed: {flavour} {report.probes[flavour].version} "
+                     f"({'builds and runs engines on this GPU' if runs else 'builds engines here, but cannot run them on this GPU'}).")
+    return lines
 
 
 def install_advice(report: EnvironmentReport) -> list[str]:
     """Markdown lines: what this machine can do with TensorRT and the exact steps to get there."""
-    lines: list[str] = []
+    lines = flavour_advice(report)
     if not report.has_gpu:
-        lines.append("No NVIDIA GPU is visible here, so TensorRT cannot build or run engines on this machine; "
-                     "the notebooks still show every step and run the TensorRT cells on a machine with a GPU.")
-        lines.append("On a GPU machine, run this notebook again: it will print the install command for that driver.")
         return lines
-    if report.has_tensorrt:
-        lines.append(f"TensorRT {report.probes['tensorrt'].version} is installed: nothing to do.")
-    else:
-        try:
-            package = tensorrt_package_for(report.driver_cuda)
-        except BackendError as exc:
-            lines.append(str(exc))
-        else:
-            lines.append(f"The driver ({report.driver_version}) supports CUDA {report.driver_cuda}: install "
-                         f"`pip install {package}` (it pulls the matching TensorRT libraries from NVIDIA's index).")
     cuda_major = re.match(r"(\d+)", report.driver_cuda or "")
     cuda_python = (f"pip install 'cuda-python>={cuda_major.group(1)},<{int(cuda_major.group(1)) + 1}'"
                    if cuda_major else "pip install cuda-python")

@@ -238,8 +238,11 @@ def save_onnx(model_proto: Any, path: str | os.PathLike[str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ reading / checks
-def load_onnx(path: str | os.PathLike[str]) -> Any:
-    """Load an ONNX file with clear errors for a missing or unreadable file."""
+def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) -> Any:
+    """Load an ONNX file with clear errors for a missing or unreadable file.
+
+    Every ONNX file the series reads goes through here (``load_external_data=False`` reads the graph without
+    weights stored beside it)."""
     import onnx
 
     path = Path(path)
@@ -248,7 +251,7 @@ def load_onnx(path: str | os.PathLike[str]) -> Any:
             f"no ONNX model at {path}; run notebook 02_onnx_export first (or point artifacts_dir at its output)."
         )
     try:
-        return onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-derived or OSError
         raise ExportError(
             f"{path} is not a readable ONNX model ({type(exc).__name__}); the file is corrupt or truncated. "

@@ -1,32 +1,22 @@
-"""The environment report and the install advice 03_trt_setup prints."""
+"""The environment report and the install advice 03_trt_setup prints (which flavour fits which GPU)."""
 
 from __future__ import annotations
 
 import pytest
 
-from helpers.env import (EnvironmentReport, GpuInfo, Probe, environment_report, install_advice, parse_driver_header,
-                         parse_gpu_query, tensorrt_package_for)
+from helpers.env import EnvironmentReport, Probe, environment_report, install_advice, tensorrt_package_for
 from helpers.errors import BackendError
+from helpers.machine import GpuInfo
 
-SMI_HEADER = """
-+-----------------------------------------------------------------------------------------+
-| NVIDIA-SMI 580.65.06              Driver Version: 580.65.06      CUDA Version: 13.0     |
-|-----------------------------------------+------------------------+----------------------+
-"""
+H200 = GpuInfo(0, "NVIDIA H200", "9.0", 143771)
+RTX4090 = GpuInfo(0, "NVIDIA GeForce RTX 4090", "8.9", 24564)
+NAMES = ("torch", "tensorrt", "tensorrt-rtx", "pycuda", "cuda-python", "onnxruntime", "polygraphy", "trtexec")
 
 
-def report(gpus=(GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559),), driver_cuda="13.0", **found) -> EnvironmentReport:
-    names = ("torch", "tensorrt", "pycuda", "cuda-python", "onnxruntime", "polygraphy", "trtexec")
+def report(gpus=(H200,), driver_cuda="13.0", **found) -> EnvironmentReport:
     probes = {n: Probe(n, found.get(n.replace("-", "_"), False), "1.0" if found.get(n.replace("-", "_")) else "")
-              for n in names}
+              for n in NAMES}
     return EnvironmentReport("3.11.7", "Linux", tuple(gpus), "580.65.06" if gpus else "", driver_cuda, "", probes)
-
-
-def test_nvidia_smi_parsing():
-    assert parse_driver_header(SMI_HEADER) == ("580.65.06", "13.0")
-    assert parse_driver_header("no GPU here") == ("", "")
-    gpus = parse_gpu_query("0, NVIDIA H100 80GB HBM3, 9.0, 81559\n1, NVIDIA L4, 8.9, 23034\nNo devices were found\n")
-    assert gpus == (GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559), GpuInfo(1, "NVIDIA L4", "8.9", 23034))
 
 
 @pytest.mark.parametrize("cuda,package", [("13.0", "tensorrt-cu13"), ("13.1", "tensorrt-cu13"), ("12.4", "tensorrt-cu12"),
@@ -42,28 +32,44 @@ def test_old_or_unknown_driver_is_explained():
         tensorrt_package_for("")
 
 
-def test_advice_on_a_gpu_without_tensorrt():
+def test_a_data_centre_gpu_gets_full_tensorrt_only():
     lines = install_advice(report(driver_cuda="12.4"))
-    assert any("`pip install tensorrt-cu12`" in line and "CUDA 12.4" in line for line in lines)
+    assert lines[0].startswith("Full TensorRT fits NVIDIA H200 (compute capability 9.0)") and "`pip install tensorrt-cu12`" in lines[0]
+    assert "TensorRT-RTX does not run on compute capability 9.0 (its runtime accepts 8.0 8.6 8.9 12.0+)" in lines[1]
     assert any("pip install 'cuda-python>=12,<13'" in line for line in lines)  # bindings no newer than the driver
     assert any("environment/Dockerfile" in line for line in lines)
 
 
-def test_advice_when_everything_is_there():
-    lines = install_advice(report(tensorrt=True, cuda_python=True, pycuda=True, trtexec=True))
-    assert lines[0].startswith("TensorRT 1.0 is installed")
-    assert not any("pip install" in line for line in lines)
+def test_an_rtx_gpu_gets_both_flavours_with_exact_commands():
+    lines = install_advice(report(gpus=(RTX4090,), driver_cuda="13.0"))
+    assert "`pip install tensorrt-cu13`" in lines[0]
+    assert lines[1].startswith("TensorRT-RTX runs on compute capability 8.9 too")
+    assert "`pip install tensorrt-rtx-cu13-libs==1.7.1.116 tensorrt-rtx-cu13-bindings==1.7.1.116`" in lines[1]
+
+
+def test_what_runs_where():
+    h200_rtx = report(tensorrt_rtx=True)
+    assert h200_rtx.has_tensorrt and h200_rtx.can_build_engines and not h200_rtx.can_run_engines
+    assert any("tensorrt-rtx 1.0 (builds engines here, but cannot run them on this GPU)" in l for l in install_advice(h200_rtx))
+    assert report(gpus=(RTX4090,), tensorrt_rtx=True).can_run_engines
+    assert report(tensorrt=True).flavours_that_run(0) == ("tensorrt",)
+    cpu_rtx = report(gpus=(), driver_cuda="", tensorrt_rtx=True)
+    assert cpu_rtx.can_build_engines and not cpu_rtx.can_run_engines
+    assert not report(gpus=(), driver_cuda="", tensorrt=True).can_build_engines  # full TensorRT builds on a GPU only
 
 
 def test_advice_without_a_gpu():
     lines = install_advice(report(gpus=(), driver_cuda=""))
-    assert lines[0].startswith("No NVIDIA GPU is visible here")
+    assert lines[0].startswith("No NVIDIA GPU is visible here") and "tensorrt-rtx-cu13-libs==1.7.1.116" in lines[0]
+    lines = install_advice(report(gpus=(), driver_cuda="", tensorrt_rtx=True))
+    assert "TensorRT-RTX is installed, so 04 builds real engines here" in lines[0]
 
 
 def test_report_on_this_machine_is_complete():
     r = environment_report()
-    assert set(r.probes) == {"torch", "tensorrt", "pycuda", "cuda-python", "onnxruntime", "polygraphy", "trtexec"}
+    assert set(r.probes) == set(NAMES)
     assert r.probes["onnxruntime"].found  # the project depends on it
+    assert r.probes["tensorrt-rtx"].found and r.probes["tensorrt-rtx"].version == "1.7.1.116"  # the test environment's
     rows = r.rows()
     assert rows[0]["component"] == "Python" and any(row["component"] == "trtexec" for row in rows)
     assert r.to_dict()["python"] == r.python

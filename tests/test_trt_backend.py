@@ -60,6 +60,7 @@ def test_classifier_runs_through_the_backend(tmp_path, tokenizer, sentences):
 def test_the_sidecar_is_checked_with_the_onnx_before_any_buffer_is_opened(tmp_path, monkeypatch):
     import helpers.backends.tensorrt as module
     import helpers.trt.runtime as runtime
+    from helpers.trt.metadata import RunningEnvironment
 
     checked = []
 
@@ -67,12 +68,13 @@ def test_the_sidecar_is_checked_with_the_onnx_before_any_buffer_is_opened(tmp_pa
         checked.append((engine_path.name, running, onnx_path))
         raise EngineMismatchError("its source ONNX model.fp16.onnx changed since the build")
 
-    monkeypatch.setattr(module, "running_environment", lambda trt, device: ("running here", device))
+    running_here = lambda device: RunningEnvironment("11.4.0.106", f"GPU {device}", "9.0", "tensorrt")
+    monkeypatch.setattr(module, "running_environment", lambda trt, device: running_here(device))
     monkeypatch.setattr(module, "check_engine", check_engine)
     monkeypatch.setattr(runtime, "make_buffers", lambda kind, device: pytest.fail("buffers opened for a stale engine"))
     with pytest.raises(EngineMismatchError, match="changed since the build"):
         TensorRTBackend(tmp_path / "model.fp16.plan", onnx_path=tmp_path / "model.fp16.onnx", gpu=1, trt=lean)
-    assert checked == [("model.fp16.plan", ("running here", 1), tmp_path / "model.fp16.onnx")]
+    assert checked == [("model.fp16.plan", running_here(1), tmp_path / "model.fp16.onnx")]
 
 
 def test_an_engine_without_the_contract_io_is_refused_and_closed(tmp_path):
@@ -91,6 +93,20 @@ def test_without_tensorrt_the_backend_says_how_to_install(tmp_path, monkeypatch)
 
     real = importlib.import_module
     monkeypatch.setattr(importlib, "import_module",
-                        lambda name, *a: (_ for _ in ()).throw(ImportError(name)) if name.startswith("tensorrt") else real(name, *a))
+                        lambda name, *a: (_ for _ in ()).throw(ImportError(name)) if name in ("tensorrt", "tensorrt_rtx_bindings")
+                        else real(name, *a))
     with pytest.raises(TensorRTUnavailableError, match="pip install tensorrt-cu12"):
         TensorRTBackend(tmp_path / "model.fp16.plan")
+
+
+def test_an_rtx_runtime_on_a_gpu_it_refuses_is_unavailable_not_broken(tmp_path, monkeypatch):
+    import helpers.backends.tensorrt as module
+    from helpers.trt.metadata import RunningEnvironment
+
+    rtx = pytest.importorskip("tensorrt_rtx_bindings", reason="pip install -r environment/requirements-trt-check.txt")
+    h200 = RunningEnvironment(rtx.__version__, "NVIDIA H200", "9.0", "tensorrt-rtx")
+    monkeypatch.setattr(module, "running_environment", lambda trt, device: h200)
+    monkeypatch.setattr(module, "check_engine", lambda *a: pytest.fail("an engine checked where none can run"))
+    with pytest.raises(TensorRTUnavailableError, match=r"NVIDIA H200: TensorRT-RTX's runtime does not run on compute "
+                                                       r"capability 9.0 .*pip install tensorrt-cu13"):
+        TensorRTBackend(tmp_path / "model.fp16.plan", trt=rtx)

@@ -1,82 +1,165 @@
-"""TensorRT 10.x / 11.x branching, tested with module objects that do or do not offer a feature.
+"""TensorRT flavours and release differences, decided by feature detection.
 
-The stand-in modules below only carry the attributes the branching looks at: these tests check this
-project's feature detection and what it chooses, not TensorRT. (The real 11.x lean runtime module is used
-for the same checks in test_trt_api_names.py.)
+Module stand-ins below carry only the attributes the detection looks at (so 10.x, 11.x and a lean
+runtime can be described on a machine that has none of them); the real TensorRT-RTX and TensorRT 11 lean
+modules are used for the same checks in test_trt_api_names.py and test_trt_builder.py.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import importlib
+import types
 
 import pytest
 
 from helpers.errors import ConfigError, TensorRTUnavailableError
 from helpers.trt import compat
 
-TRT10 = SimpleNamespace(__version__="10.13.0.35", BuilderFlag=SimpleNamespace(FP16="fp16-flag", TF32="tf32"),
-                        Builder=object, OnnxParser=object)
-TRT11 = SimpleNamespace(__version__="11.4.0.106", BuilderFlag=SimpleNamespace(TF32="tf32"),
-                        Builder=object, OnnxParser=object)
-LEAN11 = SimpleNamespace(__version__="11.4.0.106", BuilderFlag=SimpleNamespace(TF32="tf32"))
+
+def module(name: str, version: str, *, builder: bool = True, fp16_flag: bool = False, strongly_typed: bool = True):
+    trt = types.ModuleType(name)
+    trt.__version__ = version
+    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": "fp16"} if fp16_flag else {}), TF32="tf32")
+    if builder:
+        trt.Builder, trt.OnnxParser = object, object
+        trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(**({"STRONGLY_TYPED": 5} if strongly_typed else {}))
+    return trt
+
+
+TRT10 = module("tensorrt", "10.13.0.35", fp16_flag=True)
+TRT11 = module("tensorrt", "11.4.0.106")
+LEAN11 = module("tensorrt_lean_bindings", "11.4.0.106", builder=False)
+RTX = module("tensorrt_rtx_bindings", "1.7.1.116")
 
 
 def test_features_are_detected_not_read_from_the_version():
-    assert compat.features_of(TRT10) == compat.TrtFeatures("10.13.0.35", True, True)
-    assert compat.features_of(TRT11) == compat.TrtFeatures("11.4.0.106", False, True)
-    assert compat.features_of(LEAN11).has_builder is False
-    # A 10.x release that already dropped the flag is treated like 11.x: detection, not version numbers.
-    odd = SimpleNamespace(__version__="10.99.0", BuilderFlag=SimpleNamespace(), Builder=object, OnnxParser=object)
-    assert compat.features_of(odd).fp16_builder_flag is False
+    assert compat.features_of(TRT10) == compat.TrtFeatures("10.13.0.35", True, True, "tensorrt", True)
+    assert compat.features_of(TRT11) == compat.TrtFeatures("11.4.0.106", False, True, "tensorrt", True)
+    assert compat.features_of(LEAN11).has_builder is False and compat.features_of(LEAN11).strongly_typed_flag is False
+    assert compat.features_of(RTX).flavour == "tensorrt-rtx" and compat.features_of(RTX).label == "TensorRT-RTX 1.7.1.116"
     assert compat.features_of(TRT11).major == 11
 
 
-def test_fp16_flag_where_it_exists_and_a_uniform_message_where_not():
-    assert compat.fp16_builder_flag(TRT10) == "fp16-flag"
-    with pytest.raises(TensorRTUnavailableError,
-                       match=r"^BuilderFlag.FP16 is not available in TensorRT 11.4.0.106; .*model.fp16.onnx"):
-        compat.fp16_builder_flag(TRT11)
-    with pytest.raises(TensorRTUnavailableError, match=r"^The engine builder .* is not available in TensorRT 11.4.0.106"):
-        compat.require_builder(LEAN11)
-    compat.require_builder(TRT11)  # a full module passes
+def test_flavour_is_told_by_the_module():
+    assert [compat.flavour_of(m) for m in (TRT10, LEAN11, RTX)] == ["tensorrt", "tensorrt", "tensorrt-rtx"]
+    assert compat.flavour_of(types.ModuleType("tensorrt_rtx")) == "tensorrt-rtx"
+    with pytest.raises(ConfigError, match=r"cannot tell which TensorRT flavour module 'onnxruntime' is"):
+        compat.flavour_of(types.ModuleType("onnxruntime"))
+    # stand-ins under other names are told by what they offer
+    assert compat.flavour_of(types.SimpleNamespace(Runtime=object)) == "tensorrt"
+    assert compat.flavour_of(types.SimpleNamespace(Runtime=object, ComputeCapability=object)) == "tensorrt-rtx"
+    with pytest.raises(ConfigError, match=r"flavour must be one of \('tensorrt', 'tensorrt-rtx'\), got 'rtx'"):
+        compat.TrtFeatures("1.0", flavour="rtx")
 
 
-def test_precision_plans_per_release():
-    fp16_10 = compat.precision_plan(compat.features_of(TRT10), "fp16")
-    fp16_11 = compat.precision_plan(compat.features_of(TRT11), "fp16")
-    fp32_11 = compat.precision_plan(compat.features_of(TRT11), "fp32")
-    assert (fp16_10.onnx_variant, fp16_10.use_fp16_flag, fp16_10.trtexec_args) == ("fp32", True, ("--fp16",))
-    assert (fp16_11.onnx_variant, fp16_11.use_fp16_flag, fp16_11.trtexec_args) == ("fp16", False, ())
-    assert (fp32_11.onnx_variant, fp32_11.use_fp16_flag, fp32_11.polygraphy_args) == ("fp32", False, ())
-    assert "strongly typed" in fp16_11.explanation
+def test_strongly_typed_network_flag_where_it_exists():
+    assert compat.network_flags(TRT10) == 1 << 5
+    assert compat.network_flags(module("tensorrt", "12.0", strongly_typed=False)) == 0  # a release without the flag
+    assert compat.network_flags(LEAN11) == 0
+
+
+def test_one_fp16_path_on_every_release():
+    for trt in (TRT10, TRT11, RTX):
+        features = compat.features_of(trt)
+        fp16, fp32 = compat.precision_plan(features, "fp16"), compat.precision_plan(features, "fp32")
+        assert (fp16.onnx_variant, fp16.onnx_key, fp16.trtexec_args, fp16.polygraphy_args) == (
+            "fp16", "fp16", ("--stronglyTyped",), ("--strongly-typed",))
+        assert (fp32.onnx_variant, fp32.onnx_key) == ("fp32", "plain")
+        assert "strongly typed" in fp16.explanation and "never" not in fp32.explanation
+    assert not hasattr(compat, "fp16_builder_flag")  # the weakly typed branch is gone
+    without_flag = compat.precision_plan(compat.TrtFeatures("12.0", strongly_typed_flag=False), "fp16")
+    assert without_flag.trtexec_args == () and without_flag.polygraphy_args == ()
     with pytest.raises(ConfigError, match="precision must be one of"):
         compat.precision_plan(compat.features_of(TRT11), "int8")
 
 
-def test_missing_tensorrt_gives_install_steps(monkeypatch):
-    import importlib
+def test_builder_is_required_for_building():
+    with pytest.raises(TensorRTUnavailableError, match=r"^The engine builder .* is not available in TensorRT 11.4.0.106"):
+        compat.require_builder(LEAN11)
+    compat.require_builder(RTX)  # TensorRT-RTX has a builder
 
+
+def _hide(monkeypatch, *names):
     real = importlib.import_module
-    monkeypatch.setattr(importlib, "import_module",
-                        lambda name, *a: (_ for _ in ()).throw(ImportError("No module named 'tensorrt'"))
-                        if name == "tensorrt" else real(name, *a))
-    with pytest.raises(TensorRTUnavailableError, match=r"TensorRT is not installed.*tensorrt-cu12.*tensorrt-cu13.*Dockerfile"):
+
+    def fake(name, *args):
+        if name in names:
+            raise ImportError(f"No module named '{name}'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+
+
+def test_auto_detection_prefers_full_tensorrt(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", TRT11)
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt_rtx_bindings", RTX)
+    assert compat.import_tensorrt() is TRT11
+    assert compat.import_tensorrt("tensorrt-rtx") is RTX
+    _hide(monkeypatch, "tensorrt")
+    assert compat.import_tensorrt() is RTX  # TensorRT-RTX when full TensorRT is absent
+
+
+def test_missing_tensorrt_gives_the_install_command_of_each_flavour(monkeypatch):
+    _hide(monkeypatch, "tensorrt", "tensorrt_rtx_bindings")
+    with pytest.raises(TensorRTUnavailableError) as err:
         compat.import_tensorrt()
+    text = str(err.value)
+    assert "data-centre GPUs (TensorRT): `pip install tensorrt-cu13` (or `pip install tensorrt-cu12` for a CUDA 12 driver)" in text
+    assert ("GeForce RTX / RTX PRO GPUs (TensorRT-RTX): `pip install tensorrt-rtx-cu13-libs==1.7.1.116 "
+            "tensorrt-rtx-cu13-bindings==1.7.1.116`") in text
+    with pytest.raises(TensorRTUnavailableError, match=r"^TensorRT flavour 'tensorrt-rtx' is not installed"):
+        compat.import_tensorrt("tensorrt-rtx")
+    with pytest.raises(ConfigError, match="flavour must be one of"):
+        compat.import_tensorrt("tensorrt-lean")
     assert compat.tensorrt_available() is False
 
 
-def test_api_lists_are_disjoint_where_they_should_be():
+def test_install_commands():
+    assert compat.install_command("tensorrt", 12) == "pip install tensorrt-cu12"
+    assert compat.install_command("tensorrt-rtx", 12) == (
+        "pip install tensorrt-rtx-cu12-libs==1.7.1.116 tensorrt-rtx-cu12-bindings==1.7.1.116")
+    with pytest.raises(ConfigError, match="CUDA 12 and 13 drivers, got CUDA 11"):
+        compat.install_command("tensorrt", 11)
+
+
+@pytest.mark.parametrize("targets,cc,fits", [("9.0", "9.0", True), ("9.0", "8.9", False),
+                                              (compat.RTX_PORTABLE_TARGETS, "8.6", True),
+                                              (compat.RTX_PORTABLE_TARGETS, "9.0", False),
+                                              (compat.RTX_PORTABLE_TARGETS, "12.1", True),
+                                              (compat.RTX_PORTABLE_TARGETS, "7.5", False)])
+def test_compute_capability_targets(targets, cc, fits):
+    assert compat.runs_on(targets, cc) is fits
+
+
+def test_bad_compute_capability_is_refused():
+    with pytest.raises(ConfigError, match="compute capabilities must look like"):
+        compat.runs_on("<cc>", "9.0")
+
+
+def test_api_lists_cover_every_object_role():
     names = compat.api_names()
     assert "FP16" in names["BuilderFlag"] and "FP16" not in compat.RUNTIME_API.get("BuilderFlag", ())
+    assert "set_flag" not in names["IBuilderConfig"]  # no precision flag is ever set
     for role in compat.OBJECT_NAMES.values():
         assert role in names, f"{role} holds TensorRT objects but has no name list"
 
 
 def test_capturing_logger_filters_by_severity():
-    module = SimpleNamespace(ILogger=type("ILogger", (), {"__init__": lambda self: None}))
-    logger = compat.capturing_logger(module, "ERROR", echo=False)
-    logger.log(SimpleNamespace(name="WARNING"), "slow")
-    logger.log(SimpleNamespace(name="INTERNAL_ERROR"), "boom")
+    trt = types.SimpleNamespace(ILogger=type("ILogger", (), {"__init__": lambda self: None}))
+    logger = compat.capturing_logger(trt, "ERROR", echo=False)
+    logger.log(types.SimpleNamespace(name="WARNING"), "slow")
+    logger.log(types.SimpleNamespace(name="INTERNAL_ERROR"), "boom")
     assert logger.messages == [("INTERNAL_ERROR", "boom")]
     with pytest.raises(ConfigError, match="min_severity"):
-        compat.capturing_logger(module, "LOUD")
+        compat.capturing_logger(trt, "LOUD")
+
+
+@pytest.mark.parametrize("flavour, cc, refused", [
+    ("tensorrt", "9.0", False), ("tensorrt", "8.9", False),
+    ("tensorrt-rtx", "9.0", True), ("tensorrt-rtx", "10.0", True),  # data-centre Hopper / Blackwell
+    ("tensorrt-rtx", "8.9", False), ("tensorrt-rtx", "12.0", False), ("tensorrt-rtx", "12.1", False)])
+def test_which_runtime_runs_on_which_gpu(flavour, cc, refused):
+    reason = compat.runtime_refusal(flavour, cc)
+    assert (reason is not None) == refused
+    if refused:
+        assert f"compute capability {cc}" in reason and "pip install tensorrt-cu13" in reason

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from helpers.env import gpu_identity
+from helpers.machine import gpu_identity
 from helpers.errors import BackendError
 from helpers.trt.metadata import running_environment
 
@@ -63,7 +63,7 @@ def test_each_device_index_names_its_own_gpu(three_gpus):
 
 
 def test_a_gpu_that_is_not_there_is_a_clear_error(three_gpus):
-    with pytest.raises(BackendError, match=r"no NVIDIA GPU 3 is visible here .*see 3.*TensorRT engines need one"):
+    with pytest.raises(BackendError, match=r"no NVIDIA GPU 3 is visible here: this process sees 3; TensorRT engines need one"):
         gpu_identity(3)
 
 
@@ -73,9 +73,6 @@ def test_running_environment_is_the_module_release_and_the_chosen_gpu(three_gpus
     assert running_environment(lean, 1).gpu_name == "NVIDIA GeForce RTX 4090"
 
 
-@pytest.mark.xfail(strict=True, reason="gpu_identity still indexes nvidia-smi's physical order; identifying GPUs by "
-                   "CUDA device index under CUDA_VISIBLE_DEVICES is the merged machine module's (issue 11, item 9). "
-                   "Remove this mark when that lands: strict, so it fails once it passes.")
 def test_cuda_visible_devices_decides_which_gpu_is_device_0(three_gpus, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
     assert gpu_identity(0).name == "NVIDIA H200"  # CUDA device 0 is the first visible GPU: physical 2

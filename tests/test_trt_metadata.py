@@ -1,4 +1,4 @@
-"""Engine metadata sidecars, the fit check, rebuild-on-request and timing-cache keys."""
+"""Engine metadata sidecars, the fit check (flavour, release, GPU, ONNX), rebuild-on-request, timing-cache keys."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import json
 import pytest
 
 from helpers.errors import EngineMismatchError, MissingArtifactError
+from helpers.errors import ConfigError
+from helpers.trt.compat import RTX_PORTABLE_TARGETS
 from helpers.trt.metadata import (EngineMetadata, RunningEnvironment, check_engine, engine_up_to_date, mismatches,
                                   read_metadata, sidecar_path, timing_cache_path, write_engine)
 from helpers.trt.profiles import ShapeProfile
 
-H100 = RunningEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
+H100 = RunningEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
 
 
 def meta_for(onnx_path, **changes) -> EngineMetadata:
@@ -20,7 +22,8 @@ def meta_for(onnx_path, **changes) -> EngineMetadata:
     values = dict(tensorrt_version="10.13.0.35", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0",
                   onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path), precision="fp16",
                   profiles=(ShapeProfile(1, 8, 32, 1, 48, 128).to_dict(),),
-                  input_dtypes={"input_ids": "int32", "segment_ids": "int32"}, output_dtypes={"logits": "float32"})
+                  input_dtypes={"input_ids": "int32", "segment_ids": "int32"}, output_dtypes={"logits": "float32"},
+                  flavour="tensorrt")
     values.update(changes)
     return EngineMetadata(**values)
 
@@ -42,6 +45,7 @@ def test_sidecar_round_trip(built):
     record = json.loads(sidecar_path(engine).read_text())
     assert record["input_dtypes"] == {"input_ids": "int32", "segment_ids": "int32"}
     assert record["compute_capability"] == "9.0" and record["tensorrt_version"] == "10.13.0.35"
+    assert record["flavour"] == "tensorrt" and record["format"] == 2
 
 
 def test_a_fitting_engine_passes(built):
@@ -51,9 +55,10 @@ def test_a_fitting_engine_passes(built):
 
 
 @pytest.mark.parametrize("running,pattern", [
-    (RunningEnvironment("11.4.0.106", H100.gpu_name, "9.0"), r"built with TensorRT 10.13.0.35, running TensorRT 11.4.0.106"),
-    (RunningEnvironment(H100.tensorrt_version, "NVIDIA A100-SXM4-80GB", "8.0"), r"compute capability 9.0, this GPU has 8.0"),
-    (RunningEnvironment(H100.tensorrt_version, "NVIDIA H100 PCIe", "9.0"), r"built on 'NVIDIA H100 80GB HBM3', running on 'NVIDIA H100 PCIe'"),
+    (RunningEnvironment("11.4.0.106", H100.gpu_name, "9.0", "tensorrt"), r"built with TensorRT 10.13.0.35, running TensorRT 11.4.0.106"),
+    (RunningEnvironment(H100.tensorrt_version, "NVIDIA A100-SXM4-80GB", "8.0", "tensorrt"), r"compute capability 9.0, this GPU has 8.0"),
+    (RunningEnvironment(H100.tensorrt_version, "NVIDIA H100 PCIe", "9.0", "tensorrt"), r"built on 'NVIDIA H100 80GB HBM3', running on 'NVIDIA H100 PCIe'"),
+    (RunningEnvironment("1.7.1.116", H100.gpu_name, "9.0", "tensorrt-rtx"), r"built with tensorrt, running tensorrt-rtx \(an engine loads only in the flavour"),
 ])
 def test_other_tensorrt_or_gpu_stops_with_the_reason(built, running, pattern):
     engine, onnx_path = built
@@ -74,7 +79,7 @@ def test_changed_or_missing_onnx_stops(built):
 def test_every_difference_is_listed_at_once(built):
     engine, onnx_path = built
     onnx_path.write_bytes(b"changed")
-    problems = mismatches(read_metadata(engine), RunningEnvironment("11.4.0.106", "NVIDIA L4", "8.9"), onnx_path)
+    problems = mismatches(read_metadata(engine), RunningEnvironment("11.4.0.106", "NVIDIA L4", "8.9", "tensorrt"), onnx_path)
     assert len(problems) == 3
 
 
@@ -91,6 +96,32 @@ def test_missing_engine_or_sidecar(tmp_path, built):
     sidecar_path(engine).write_text(json.dumps({"precision": "fp16"}))
     with pytest.raises(EngineMismatchError, match="lacks .*tensorrt_version"):
         read_metadata(engine)
+
+
+def test_a_sidecar_from_before_the_flavour_is_refused_with_rebuild(built):
+    engine, _ = built
+    old = json.loads(sidecar_path(engine).read_text())
+    del old["flavour"]
+    old["format"] = 1
+    sidecar_path(engine).write_text(json.dumps(old))
+    with pytest.raises(EngineMismatchError, match=r"lacks \['flavour'\] \(written before the TensorRT flavour was "
+                                                  r"recorded\); rebuild the engine with 04_build_engine"):
+        read_metadata(engine)
+
+
+def test_rtx_engines_are_portable_across_rtx_gpus_but_not_to_9_0(tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    meta = meta_for(onnx_path, flavour="tensorrt-rtx", tensorrt_version="1.7.1.116", gpu_name="none",
+                    compute_capability=RTX_PORTABLE_TARGETS)
+    rtx = lambda name, cc: RunningEnvironment("1.7.1.116", name, cc, "tensorrt-rtx")
+    assert mismatches(meta, rtx("NVIDIA GeForce RTX 4090", "8.9"), onnx_path) == []  # another GPU name is fine
+    assert mismatches(meta, rtx("NVIDIA RTX PRO 6000 Blackwell", "12.0"), onnx_path) == []
+    assert mismatches(meta, rtx("none", RTX_PORTABLE_TARGETS), onnx_path) == []  # a build for the same targets
+    assert mismatches(meta, rtx("NVIDIA H200", "9.0"), onnx_path) == [
+        f"built for compute capability {RTX_PORTABLE_TARGETS}, this GPU has 9.0"]
+    with pytest.raises(ConfigError, match="flavour must be one of"):
+        RunningEnvironment("1.0", "x", "9.0", "rtx")
 
 
 def test_rebuild_only_when_asked(built):

@@ -40,6 +40,8 @@ def run_once(runner):
 
 def test_the_rtx_module_is_detected_by_its_features():
     assert has_rtx_runtime(rtx) and not has_rtx_runtime(lean)
+    # the runtime's feature detection and the flavour recorded in sidecars agree on the real modules
+    assert (compat.flavour_of(rtx), compat.flavour_of(lean)) == ("tensorrt-rtx", "tensorrt")
 
 
 def test_settings_are_checked_and_default_to_tensorrt_rtxs_own():

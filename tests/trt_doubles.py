@@ -26,8 +26,6 @@
 
   They test how :class:`~helpers.trt.runtime.EngineRunner` drives TensorRT (call order, profile switching,
   buffer use, every False checked), not TensorRT itself.
-* :class:`FakeBuilderModule` stands in for the ``tensorrt`` module's builder side with or without
-  ``BuilderFlag.FP16``: it tests this project's 10.x / 11.x branching, not TensorRT.
 """
 
 from __future__ import annotations
@@ -409,67 +407,3 @@ class _Recorder:
         return method
 
 
-class FakeBuilderModule:
-    """A stand-in for the builder side of the ``tensorrt`` module, with or without ``BuilderFlag.FP16``.
-
-    ``parse_ok=False`` makes the parser fail with two recorded errors; ``build_ok=False`` makes
-    ``build_serialized_network`` return None with an error logged, as TensorRT does.
-    """
-
-    class ILogger:
-        def __init__(self) -> None:
-            pass
-
-        class Severity:
-            pass
-
-    def __init__(self, version: str, fp16_flag: bool, parse_ok: bool = True, build_ok: bool = True) -> None:
-        self.__version__ = version
-        self.calls: list[tuple[str, tuple]] = []
-        self.BuilderFlag = SimpleNamespace(**({"FP16": "FLAG_FP16"} if fp16_flag else {}), TF32="FLAG_TF32")
-        self.MemoryPoolType = SimpleNamespace(WORKSPACE="POOL_WORKSPACE")
-        self.DataType = SimpleNamespace(INT32="DT_INT32", FLOAT="DT_FLOAT")
-        self.parse_ok, self.build_ok = parse_ok, build_ok
-        self.cache_in: list[bytes] = []
-
-    def nptype(self, dtype: Any) -> Any:
-        return {"DT_INT32": np.int32, "DT_FLOAT": np.float32}[dtype]
-
-    def Builder(self, logger: Any) -> Any:  # noqa: N802 - TensorRT's name
-        self.logger = logger
-        tensors = [SimpleNamespace(name="input_ids", dtype="DT_INT32", shape=(-1, -1)),
-                   SimpleNamespace(name="segment_ids", dtype="DT_INT32", shape=(-1, -1))]
-        network = _Recorder(self.calls, "network", num_inputs=None)
-        network.num_inputs, network.num_outputs = 2, 1
-        network.get_input = lambda i: tensors[i]
-        network.get_output = lambda i: SimpleNamespace(name="logits", dtype="DT_FLOAT", shape=(-1, 2))
-        self.network = network
-
-        def create_timing_cache(data: bytes) -> Any:
-            self.cache_in.append(bytes(data))
-            return _Recorder(self.calls, "timing_cache", serialize=lambda: b"CACHE-" + str(len(self.cache_in)).encode())
-
-        config = _Recorder(self.calls, "builder_config", add_optimization_profile=lambda p: 0,
-                           create_timing_cache=create_timing_cache, set_timing_cache=lambda c, ignore_mismatch=None: True,
-                           get_timing_cache=lambda: create_timing_cache(b"after-build"))
-
-        def build(net: Any, cfg: Any) -> Any:
-            if not self.build_ok:
-                logger.log(SimpleNamespace(name="ERROR"), "Error Code 4: out of workspace")
-                return None
-            return b"ENGINE-BYTES"
-
-        return _Recorder(self.calls, "builder", create_network=lambda *a: network,
-                         create_builder_config=lambda: config,
-                         create_optimization_profile=lambda: _Recorder(self.calls, "trt_profile"),
-                         build_serialized_network=build)
-
-    def OnnxParser(self, network: Any, logger: Any) -> Any:  # noqa: N802 - TensorRT's name
-        errors = [SimpleNamespace(desc=lambda: "Unsupported op Foo", code=lambda: 8, node=lambda: 3,
-                                  node_name=lambda: "/enc/Foo", node_operator=lambda: "Foo"),
-                  SimpleNamespace(desc=lambda: "Invalid node", code=lambda: 5, node=lambda: 7,
-                                  node_name=lambda: "/enc/Bar", node_operator=lambda: "Bar")]
-        parser = _Recorder(self.calls, "parser", parse_from_file=lambda path: self.parse_ok,
-                           get_error=lambda i: errors[i])
-        parser.num_errors = 0 if self.parse_ok else 2
-        return parser

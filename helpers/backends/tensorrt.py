@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..config import INPUT_NAMES, OUTPUT_NAME
-from ..errors import BackendError
+from ..errors import BackendError, TensorRTUnavailableError
 from ..trt import compat
 from ..trt.buffers import DeviceBuffers
 from ..trt.metadata import EngineMetadata, check_engine, running_environment
@@ -50,7 +50,11 @@ class TensorRTBackend(Backend):
         self.engine_path = Path(engine_path)
         self.metadata: EngineMetadata | None = None
         if check:
-            self.metadata = check_engine(self.engine_path, running_environment(trt, gpu), onnx_path)
+            running = running_environment(trt, gpu)
+            refusal = compat.runtime_refusal(running.flavour, running.compute_capability)
+            if refusal is not None:  # no engine of this flavour can run here: unavailable, not a broken engine
+                raise TensorRTUnavailableError(f"{self.name}: {running.gpu_name}: {refusal}")
+            self.metadata = check_engine(self.engine_path, running, onnx_path)
             self.precision = self.metadata.precision
         self.runner = open_engine(self.engine_path, trt=trt, buffers=buffers, device=gpu, rtx=rtx)
         missing = [n for n in INPUT_NAMES if n not in {s.name for s in self.runner.inputs}]

@@ -24,7 +24,8 @@ from .lineup import BASELINES, CPU_BACKENDS, GPU_BACKENDS, LineupConfig, build_l
 from .models import architecture_model, ensure_onnx_set
 from .plots import save_figure, standard_figures
 from .report import environment_summary, latency_table, skipped_table, sweep_table
-from .system import busy_cpu_warning, load_average
+from ..machine import load_average
+from .system import busy_cpu_warning
 
 
 def main(argv: list[str] | None = None) -> int:

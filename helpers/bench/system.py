@@ -1,29 +1,19 @@
-"""What the numbers were measured on: hardware, software versions and CPU thread settings.
+"""The benchmark record: thread settings, the machine a number was measured on, and whether it was quiet.
 
 Every benchmark result carries this record, so that a number can never be separated from the machine and
-versions that produced it. Absent components are recorded as absent (``None`` or an explanatory string),
-never guessed.
+versions that produced it. What the machine is comes from :mod:`helpers.machine`; this module adds what a
+benchmark needs on top (CPU thread settings, the GPU's multiprocessors and cuDNN, whether other work kept
+the CPUs busy). Absent components are recorded as absent (``None`` or an explanatory string), never guessed.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata as _md
-import os
-import platform
-import shutil
-import subprocess
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConfigError
-
-#: Distributions whose versions are recorded when installed.
-VERSIONED_PACKAGES: tuple[str, ...] = (
-    "numpy", "torch", "bert4torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-cu12",
-    "tensorrt-cu13", "tensorrt_lean_cu13_bindings", "cuda-python", "cuda-bindings", "pycuda", "transformers",
-)
+from ..machine import cpu_busy, gpu_details, host_summary, load_average, package_versions, usable_cpus
 
 
 @dataclass(frozen=True)
@@ -37,13 +27,6 @@ class ThreadSettings:
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (the affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def fix_cpu_threads(threads: int | None = None) -> ThreadSettings:
@@ -62,48 +45,6 @@ def fix_cpu_threads(threads: int | None = None) -> ThreadSettings:
                           ort_intra_op=n)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except FileNotFoundError:
-        pass  # not Linux: fall back to platform's answer below
-    return platform.processor() or platform.machine()
-
-
-def _memory_gib() -> float | None:
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str]:
-    """Installed versions of ``names`` (distributions that are not installed are left out)."""
-    out: dict[str, str] = {}
-    for name in names:
-        try:
-            out[name] = _md.version(name)
-        except _md.PackageNotFoundError:
-            continue
-    return out
-
-
-def _nvidia_smi() -> dict[str, str] | str:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return "nvidia-smi not found"
-    query = "name,driver_version,memory.total,clocks.max.sm,power.limit"
-    proc = subprocess.run([exe, f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
-                          text=True, timeout=30, check=False)
-    if proc.returncode != 0:
-        return f"nvidia-smi failed ({proc.returncode}): {proc.stderr.strip()[:200]}"
-    first = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
-    return dict(zip(query.split(","), (v.strip() for v in first.split(","))))
-
-
 def gpu_info() -> dict[str, Any] | None:
     """The CUDA device PyTorch sees (name, capability, memory, SMs, CUDA/cuDNN, driver), or None on a CPU."""
     import torch
@@ -119,55 +60,8 @@ def gpu_info() -> dict[str, Any] | None:
         "device_count": torch.cuda.device_count(),
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
-        "nvidia_smi": _nvidia_smi(),
+        "nvidia_smi": gpu_details(0),
     }
-
-
-def load_average() -> list[float] | None:
-    """The 1, 5 and 15-minute load averages (runnable processes); None where the OS has none.
-
-    Recorded with every result for reference. It lags: a minute after a heavy job ends the 1-minute load
-    is still about a third of what it was, so "is the machine busy now?" is answered by :func:`cpu_busy`.
-    """
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
-
-
-def _cpu_times(stat_path: str) -> tuple[int, int] | None:
-    """(busy, total) jiffies of all CPUs from the first line of ``/proc/stat``; None where there is none."""
-    try:
-        with open(stat_path, encoding="ascii") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice]
-    ticks = [int(x) for x in fields[1:9]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return sum(ticks) - idle, sum(ticks)
-
-
-def cpu_busy(window_s: float = 1.0, stat_path: str = "/proc/stat") -> float | None:
-    """How many CPUs' worth of work other processes did during the last ``window_s`` seconds.
-
-    The caller sleeps through the window, so what is counted is everybody else (the kernel, other
-    programs, a previous notebook's lingering threads). ``0.05`` on a 2-CPU machine is quiet; ``1.9`` means
-    both cores were taken. None where the OS has no ``/proc/stat``: see :func:`load_average` instead.
-    """
-    if window_s <= 0:
-        raise ConfigError(f"cpu_busy: window_s must be > 0, got {window_s}.")
-    before = _cpu_times(stat_path)
-    if before is None:
-        return None
-    time.sleep(window_s)
-    after = _cpu_times(stat_path)
-    if after is None or after[1] <= before[1]:
-        return None
-    busy_share = (after[0] - before[0]) / (after[1] - before[1])
-    return round(busy_share * (os.cpu_count() or 1), 2)
 
 
 #: Share of the usable CPUs that other work may occupy before CPU timings count as inflated.
@@ -214,15 +108,7 @@ def capture_environment(threads: ThreadSettings | None = None) -> dict[str, Any]
         ort_providers = "onnxruntime not installed"
     return {
         "measured_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "host": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-            "cpu_model": _cpu_model(),
-            "logical_cpus": os.cpu_count(),
-            "usable_cpus": usable_cpus(),
-            "memory_gib": _memory_gib(),
-        },
+        "host": host_summary(),
         "gpu": gpu_info(),
         "versions": package_versions(),
         "torch_build": {"version": torch.__version__, "cuda": torch.version.cuda},

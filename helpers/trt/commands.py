@@ -9,12 +9,16 @@ original article's::
             --maxShapes=input_ids:20x512,segment_ids:20x512
 
 with ``--workspace`` (removed in 10.x) replaced by ``--memPoolSize=workspace:<MiB>``, a timing cache file,
-``--fp16`` only where the release still has it (10.x) and the FP16 ONNX on 11.x. One trtexec command
-carries one profile; engines with several profiles come from the Python builder
-(:func:`helpers.trt.builder.engine_from_onnx`).
+and ``--stronglyTyped`` (required on 10.x, accepted and ignored on 11.x, where every network is strongly
+typed): FP16 comes from 02's FP16 graph, never from ``--fp16`` (deprecated in 10.12, removed in 11.x), as
+in the Python builder. One trtexec command carries one profile; engines with several profiles come from
+the Python builder (:func:`helpers.trt.builder.engine_from_onnx`). trtexec is full TensorRT's tool
+(TensorRT-RTX ships its own command-line builder, which this project does not drive).
+:func:`engine_from_trtexec` runs the line and saves the engine with the same metadata sidecar.
 
-``polygraphy run model.onnx --trt --onnxrt`` builds its own engine from the same ONNX and compares it with
-ONNX Runtime on generated inputs: an independent cross-check of this project's parity code.
+``polygraphy run model.onnx --trt --onnxrt --strongly-typed`` builds its own engine from the same ONNX
+and compares it with ONNX Runtime on generated inputs: an independent cross-check of this project's
+parity code.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
 from ..config import INPUT_NAMES
 from ..errors import BackendError, ConfigError, TensorRTUnavailableError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, sha256_file
+from . import compat
+from .builder import BuildResult, BuildSettings, check_onnx_precision
 from .compat import PrecisionPlan
+from .metadata import EngineMetadata, RunningEnvironment, now_utc, timing_cache_path, write_engine
 from .profiles import ProfilePlan, ShapeProfile
 
 
@@ -42,7 +50,8 @@ def trtexec_command(onnx_path: str | os.PathLike[str], engine_path: str | os.Pat
                     precision: PrecisionPlan, workspace_mib: int,
                     timing_cache: str | os.PathLike[str] | None = None, trtexec: str = "trtexec",
                     names: Sequence[str] = INPUT_NAMES) -> list[str]:
-    """The trtexec argument list that builds ``onnx_path`` into ``engine_path`` with one profile."""
+    """The trtexec argument list that builds ``onnx_path`` into ``engine_path`` with one profile (strongly
+    typed where the release has the flag: ``precision.trtexec_args``)."""
     if int(workspace_mib) < 1:
         raise ConfigError(f"workspace_mib must be >= 1, got {workspace_mib}.")
     cmd = [
@@ -109,3 +118,43 @@ def run_command(cmd: Sequence[str], log_path: str | os.PathLike[str] | None = No
         tail = "\n".join(output.strip().splitlines()[-30:])
         raise BackendError(f"{Path(str(cmd[0])).name} failed with exit code {proc.returncode}:\n{tail}")
     return output
+
+
+def engine_from_trtexec(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], plan: ProfilePlan,
+                        settings: BuildSettings, running: RunningEnvironment, features: compat.TrtFeatures,
+                        trtexec: str = "trtexec") -> BuildResult:
+    """Build the same engine with NVIDIA's ``trtexec`` (one profile: ``plan.envelope()``), log beside it.
+
+    trtexec writes to a temporary name in the engine's folder; the engine is moved into place and its
+    metadata sidecar written only when trtexec succeeded.
+    """
+    from ..export import io_specs_from_onnx
+
+    if features.flavour != "tensorrt" or running.flavour != "tensorrt":
+        raise features.unavailable("trtexec", "it is full TensorRT's tool; build with engine_from_onnx instead.")
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    precision = compat.precision_plan(features, settings.precision)
+    check_onnx_precision(onnx_path, precision)
+    cache = timing_cache_path(settings.cache_dir, features.version, running.compute_capability) if settings.cache_dir else None
+    reused = cache is not None and cache.is_file()
+    tmp = engine_path.with_name(f".{engine_path.name}.trtexec-tmp")
+    envelope = plan.envelope()
+    cmd = trtexec_command(onnx_path, tmp, envelope, precision, settings.workspace_mib, cache, trtexec=trtexec)
+    start = time.perf_counter()
+    try:
+        run_command(cmd, log_path=engine_path.with_name(engine_path.name + ".trtexec.log"))
+        seconds = time.perf_counter() - start
+        specs = io_specs_from_onnx(onnx_path)
+        meta = EngineMetadata(
+            tensorrt_version=features.version, gpu_name=running.gpu_name,
+            compute_capability=running.compute_capability, onnx_file=onnx_path.name,
+            onnx_sha256=sha256_file(onnx_path), precision=settings.precision, profiles=(envelope.to_dict(),),
+            input_dtypes={s.name: s.dtype.name for s in specs if s.is_input}, flavour=features.flavour,
+            output_dtypes={s.name: s.dtype.name for s in specs if not s.is_input},
+            workspace_bytes=settings.workspace_bytes, builder="trtexec", build_seconds=round(seconds, 2),
+            created=now_utc())
+        write_engine(engine_path, tmp.read_bytes(), meta)
+    finally:
+        tmp.unlink(missing_ok=True)
+    note = f"trtexec was given --timingCacheFile={cache.name}" if cache is not None else ""
+    return BuildResult(engine_path, meta, seconds, cache, reused, note)

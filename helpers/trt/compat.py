@@ -1,12 +1,25 @@
-"""Every difference between TensorRT 10.x and 11.x, found by feature detection, in one place.
+"""Every difference between TensorRT flavours and releases, found by feature detection, in one place.
 
-The rest of :mod:`helpers.trt` never compares version numbers; it asks this module what the installed
-``tensorrt`` offers:
+Two flavours of NVIDIA's inference library build and run this project's engines:
 
-* ``BuilderFlag.FP16`` exists in 10.x (deprecated from 10.12) and is gone in 11.x, where every network is
-  strongly typed: FP16 then comes from the graph itself (02's ``model.fp16.onnx``), not from a flag.
-* ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is ignored in 10.x and removed in 11.x, so networks are
-  created with ``builder.create_network()`` and no flags in both.
+* ``tensorrt`` - TensorRT 10.x / 11.x (module ``tensorrt``): data-centre GPUs (A100, H100, H200, L4, L40S...)
+  and every architecture its support matrix lists. Engines are tuned for the GPU they were built on.
+* ``tensorrt-rtx`` - TensorRT for RTX (module ``tensorrt_rtx_bindings``): GeForce RTX and RTX PRO GPUs. Its
+  builder compiles ahead of time **without a GPU**, and the engine is portable across compute capability
+  8.0, 8.6, 8.9 and 12.x (kernels are finished just in time on the device); its runtime refuses other GPUs,
+  e.g. an H200 (compute capability 9.0).
+
+:func:`import_tensorrt` picks one (``tensorrt`` first, else ``tensorrt_rtx_bindings``, or the one asked for)
+and :func:`flavour_of` tells which one a module is. Both flavours share the TensorRT 11 Python API for
+everything helpers calls. What differs, by release:
+
+* Strong typing: the network is created with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` wherever the
+  enum has it (10.x needs it; 11.x and TensorRT-RTX accept and ignore it, since every network is strongly
+  typed there). Every tensor keeps the type the ONNX graph gives it, so FP16 comes from 02's FP16 graph
+  (``model.fp16.onnx``, with its FP16 safeguards: the mask fill made FP16-safe, LayerNorm and Softmax in
+  FP32) on every release: the weakly typed ``BuilderFlag.FP16`` (deprecated in 10.12, removed in 11.x) is
+  never used.
+* ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is ignored in 10.x and removed in 11.x: never passed.
 * Using TensorRT objects as context managers is deprecated in 11.x: objects are released by dropping the
   last reference, never with ``with``.
 
@@ -14,13 +27,15 @@ A feature that is missing raises :class:`~helpers.errors.TensorRTUnavailableErro
 sentence: ``"<feature> is not available in TensorRT <version>; <what to do instead>"``.
 
 The names helpers calls on TensorRT objects are listed once, below, per class. The test suite checks the
-runtime-side lists against NVIDIA's real TensorRT 11 lean runtime module (``tensorrt_lean_bindings``) and
-scans helpers' source so that no call escapes the lists.
+runtime-side lists against NVIDIA's real TensorRT 11 lean runtime (``tensorrt_lean_bindings``) and the
+builder-side lists against the real TensorRT-RTX builder (``tensorrt_rtx_bindings``), and scans helpers'
+source so that no call escapes the lists.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -29,17 +44,104 @@ import numpy as np
 
 from ..errors import BackendError, ConfigError, TensorRTUnavailableError
 
+# ------------------------------------------------------------------------------------------------ flavours
+#: The two flavours, in the order :func:`import_tensorrt` tries them.
+FLAVOURS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
+#: The Python module of each flavour.
+FLAVOUR_MODULES: dict[str, str] = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx_bindings"}
+#: The TensorRT-RTX release this project was built and tested with (its wheels are real ones on PyPI).
+RTX_RELEASE = "1.7.1.116"
+#: Which GPUs each flavour is for (03_trt_setup shows this to the reader).
+FLAVOUR_GPUS: dict[str, str] = {
+    "tensorrt": "data-centre and professional GPUs (A100, H100, H200, L4, L40S...: every architecture in "
+                "TensorRT's support matrix, compute capability 7.5 and newer)",
+    "tensorrt-rtx": "GeForce RTX and RTX PRO GPUs of compute capability 8.0, 8.6, 8.9 or 12.x (its runtime "
+                    "refuses 9.0, i.e. H100/H200); its builder needs no GPU at all",
+}
+#: Which flavour fits which GPUs, in a few words.
+FLAVOUR_FOR: dict[str, str] = {"tensorrt": "data-centre GPUs (TensorRT)",
+                               "tensorrt-rtx": "GeForce RTX / RTX PRO GPUs (TensorRT-RTX)"}
+#: The compute capabilities a TensorRT-RTX engine built with the default targets runs on (NVIDIA's
+#: TensorRT-RTX documentation, "CPU-Only AOT and TensorRT-RTX Engines"; the 1.7 runtime's own refusal
+#: message lists "8.0 8.6 8.9 12.0 12.1 >12.0"). "12.0+" means 12.0 and later.
+RTX_PORTABLE_TARGETS = "8.0 8.6 8.9 12.0+"
+
+
+def check_flavour(flavour: str) -> str:
+    """``flavour`` if it is one of :data:`FLAVOURS`, else a :class:`ConfigError` naming them."""
+    if flavour not in FLAVOURS:
+        raise ConfigError(f"TensorRT flavour must be one of {FLAVOURS}, got {flavour!r}.")
+    return flavour
+
+
+def install_command(flavour: str, cuda_major: int = 13) -> str:
+    """The exact pip command that installs ``flavour`` for a driver supporting CUDA ``cuda_major`` (12 or 13)."""
+    check_flavour(flavour)
+    if cuda_major not in (12, 13):
+        raise ConfigError(f"TensorRT wheels exist for CUDA 12 and 13 drivers, got CUDA {cuda_major}: update the driver.")
+    if flavour == "tensorrt":
+        return f"pip install tensorrt-cu{cuda_major}"
+    return (f"pip install tensorrt-rtx-cu{cuda_major}-libs=={RTX_RELEASE} "
+            f"tensorrt-rtx-cu{cuda_major}-bindings=={RTX_RELEASE}")
+
+
 #: How a reader gets TensorRT (03_trt_setup prints the exact command for their driver).
 INSTALL_HINT = (
-    "install it with `pip install tensorrt-cu12` or `pip install tensorrt-cu13` (matching the CUDA version "
-    "your NVIDIA driver supports; notebook 03_trt_setup tells you which), or use environment/Dockerfile"
+    f"install full TensorRT with `{install_command('tensorrt', 13)}` (or `{install_command('tensorrt', 12)}` for a "
+    f"CUDA 12 driver; 03_trt_setup tells you which), or use environment/Dockerfile; on a GeForce RTX / RTX PRO GPU, "
+    f"TensorRT-RTX works too: `{install_command('tensorrt-rtx', 13)}`"
 )
+
+
+def import_tensorrt(flavour: str | None = None) -> ModuleType:
+    """The TensorRT module of ``flavour``; ``None``: ``tensorrt`` if installed, else ``tensorrt_rtx_bindings``.
+
+    Stops with :class:`TensorRTUnavailableError` giving the exact install command of each flavour.
+    """
+    wanted = FLAVOURS if flavour is None else (check_flavour(flavour),)
+    failures = []
+    for name in wanted:
+        try:
+            return importlib.import_module(FLAVOUR_MODULES[name])
+        except ImportError as exc:
+            failures.append(f"{FLAVOUR_MODULES[name]}: {exc}")
+    commands = "; ".join(f"for {FLAVOUR_FOR[name]}: `{install_command(name, 13)}` (or `{install_command(name, 12)}` for "
+                         "a CUDA 12 driver)" for name in wanted)
+    what = "TensorRT" if flavour is None else f"TensorRT flavour {flavour!r}"
+    raise TensorRTUnavailableError(f"{what} is not installed in this Python ({'; '.join(failures)}). Install it: "
+                                   f"{commands}.") from None
+
+
+def tensorrt_available(flavour: str | None = None) -> bool:
+    """True when :func:`import_tensorrt` works here (for ``flavour``, or for either)."""
+    try:
+        import_tensorrt(flavour)
+    except TensorRTUnavailableError:
+        return False
+    return True
+
+
+def flavour_of(trt: Any) -> str:
+    """``"tensorrt-rtx"`` for NVIDIA's TensorRT-RTX modules, ``"tensorrt"`` for TensorRT's (full, lean or
+    dispatch runtime), told by the module's name. An object under another name that offers TensorRT's
+    ``Runtime`` or ``Builder`` (a stand-in in tests) is told by a feature only TensorRT-RTX has, its
+    ``ComputeCapability`` targets; anything else is a :class:`ConfigError`."""
+    name = str(getattr(trt, "__name__", ""))
+    if name.startswith("tensorrt_rtx"):
+        return "tensorrt-rtx"
+    if name.startswith("tensorrt"):
+        return "tensorrt"
+    if hasattr(trt, "Runtime") or hasattr(trt, "Builder"):
+        return "tensorrt-rtx" if hasattr(trt, "ComputeCapability") else "tensorrt"
+    raise ConfigError(f"cannot tell which TensorRT flavour module {name or type(trt).__name__!r} is; pass the "
+                      f"module that import_tensorrt() returns ({' or '.join(FLAVOUR_MODULES.values())}).")
+
 
 # ---------------------------------------------------------------------------------------------------- names
 #: Runtime-side names helpers uses, per TensorRT class ("module" = attributes of the ``tensorrt`` module).
 #: All of them exist in the lean runtime, so CI checks them against the real TensorRT 11 classes.
 RUNTIME_API: dict[str, tuple[str, ...]] = {
-    "module": ("__version__", "ILogger", "Runtime", "DataType", "TensorIOMode", "nptype", "MemoryPoolType",
+    "module": ("__name__", "__version__", "ILogger", "Runtime", "TensorIOMode", "nptype", "MemoryPoolType",
                "BuilderFlag"),
     "ILogger": ("__init__",),
     "Runtime": ("deserialize_cuda_engine",),
@@ -48,7 +150,6 @@ RUNTIME_API: dict[str, tuple[str, ...]] = {
                     "create_execution_context", "create_runtime_config"),
     "IExecutionContext": ("set_optimization_profile_async", "set_input_shape", "infer_shapes",
                           "set_tensor_address", "execute_async_v3", "get_tensor_shape"),
-    "DataType": ("INT32",),
     "TensorIOMode": ("INPUT",),
     # Builder-side classes that the lean runtime module exposes too (so CI checks them there as well).
     "MemoryPoolType": ("WORKSPACE",),
@@ -56,12 +157,12 @@ RUNTIME_API: dict[str, tuple[str, ...]] = {
     "ITimingCache": ("serialize",),
 }
 
-#: Builder-side names: not part of the lean runtime, so they are checked against NVIDIA's documentation.
+#: Builder-side names: not in the lean runtime; CI checks them against the real TensorRT-RTX builder.
 BUILDER_API: dict[str, tuple[str, ...]] = {
     "module": ("Builder", "OnnxParser"),
     "Builder": ("create_network", "create_builder_config", "create_optimization_profile",
                 "build_serialized_network"),
-    "IBuilderConfig": ("set_memory_pool_limit", "set_flag", "add_optimization_profile", "create_timing_cache",
+    "IBuilderConfig": ("set_memory_pool_limit", "add_optimization_profile", "create_timing_cache",
                        "set_timing_cache", "get_timing_cache"),
     "INetworkDefinition": ("num_inputs", "get_input", "num_outputs", "get_output"),
     "ITensor": ("name", "dtype", "shape"),
@@ -69,10 +170,19 @@ BUILDER_API: dict[str, tuple[str, ...]] = {
     "ParserError": ("code", "desc", "node", "node_name", "node_operator"),
 }
 
+#: Names of one flavour only: TensorRT-RTX's check of a serialized engine against this machine.
+RTX_API: dict[str, tuple[str, ...]] = {
+    "module": ("EngineInvalidityDiagnostics", "ComputeCapability"),
+    "Runtime": ("get_engine_validity",),
+    "EngineInvalidityDiagnostics": ("__members__",),
+}
+
 #: Names present in some releases only; helpers reaches them through feature detection alone.
 OPTIONAL_API: dict[str, tuple[str, ...]] = {
-    "BuilderFlag": ("FP16",),  # 10.x only (removed in 11.x)
-    "module": ("CudaGraphStrategy", "DynamicShapesKernelSpecializationStrategy"),  # TensorRT-RTX only (trt/rtx.py)
+    "module": ("NetworkDefinitionCreationFlag",  # builder side: 10.x, 11.x (ignored there), TensorRT-RTX
+               "CudaGraphStrategy", "DynamicShapesKernelSpecializationStrategy"),  # TensorRT-RTX only (trt/rtx.py)
+    "NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",),
+    "BuilderFlag": ("FP16",),  # 10.x only (removed in 11.x); detected to tell the reader, never set
 }
 
 #: The variable names that hold TensorRT objects in helpers' source, and the class each one holds.
@@ -94,66 +204,57 @@ OBJECT_NAMES: dict[str, str] = {
 
 
 def api_names() -> dict[str, tuple[str, ...]]:
-    """Every TensorRT name helpers may use (runtime, builder and optional), per class."""
+    """Every TensorRT name helpers may use (runtime, builder, TensorRT-RTX and optional), per class."""
     merged: dict[str, tuple[str, ...]] = {}
-    for table in (RUNTIME_API, BUILDER_API, OPTIONAL_API):
+    for table in (RUNTIME_API, BUILDER_API, RTX_API, OPTIONAL_API):
         for cls, names in table.items():
             merged[cls] = tuple(dict.fromkeys(merged.get(cls, ()) + names))
     return merged
 
 
-# ---------------------------------------------------------------------------------------------- the module
-def import_tensorrt() -> ModuleType:
-    """Import the ``tensorrt`` module or stop with install instructions."""
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as exc:
-        raise TensorRTUnavailableError(f"TensorRT is not installed in this Python ({exc}); {INSTALL_HINT}.") from None
-
-
-def tensorrt_available() -> bool:
-    """True when ``import tensorrt`` works here."""
-    try:
-        import_tensorrt()
-    except TensorRTUnavailableError:
-        return False
-    return True
-
-
+# ------------------------------------------------------------------------------------------------ features
 @dataclass(frozen=True)
 class TrtFeatures:
-    """What an installed TensorRT module offers, by detection (or stated, to show another version's commands)."""
+    """What an installed TensorRT module offers, by detection (or stated, to show another release's choices).
+
+    ``fp16_builder_flag`` says whether the release still has the weakly typed ``BuilderFlag.FP16`` (10.x):
+    shown to the reader, never used. ``strongly_typed_flag``: whether networks are created with
+    ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (and trtexec / Polygraphy get their strongly typed flag).
+    """
 
     version: str
-    fp16_builder_flag: bool
+    fp16_builder_flag: bool = False
     has_builder: bool = True
+    flavour: str = "tensorrt"
+    strongly_typed_flag: bool = True
+
+    def __post_init__(self) -> None:
+        check_flavour(self.flavour)
 
     @property
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
+    @property
+    def label(self) -> str:
+        """``TensorRT 10.13.0.35`` or ``TensorRT-RTX 1.7.1.116``."""
+        return f"{'TensorRT-RTX' if self.flavour == 'tensorrt-rtx' else 'TensorRT'} {self.version}"
+
     def unavailable(self, feature: str, instead: str) -> TensorRTUnavailableError:
         """The uniform error for a missing feature."""
-        return TensorRTUnavailableError(f"{feature} is not available in TensorRT {self.version}; {instead}")
+        return TensorRTUnavailableError(f"{feature} is not available in {self.label}; {instead}")
 
 
 def features_of(trt: Any) -> TrtFeatures:
-    """Detect what the given ``tensorrt`` module (or a lean runtime module) offers."""
-    flags = getattr(trt, "BuilderFlag", None)
+    """Detect what the given TensorRT module (full, lean runtime or TensorRT-RTX) offers."""
     return TrtFeatures(
         version=str(getattr(trt, "__version__", "unknown")),
-        fp16_builder_flag=flags is not None and hasattr(flags, "FP16"),
+        fp16_builder_flag=hasattr(trt, "BuilderFlag") and hasattr(trt.BuilderFlag, "FP16"),
         has_builder=hasattr(trt, "Builder") and hasattr(trt, "OnnxParser"),
+        flavour=flavour_of(trt),
+        strongly_typed_flag=(hasattr(trt, "NetworkDefinitionCreationFlag")
+                             and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")),
     )
-
-
-def fp16_builder_flag(trt: Any) -> Any:
-    """``trt.BuilderFlag.FP16`` where the module has it (10.x)."""
-    if not features_of(trt).fp16_builder_flag:
-        raise features_of(trt).unavailable(
-            "BuilderFlag.FP16", "TensorRT 11 builds every network strongly typed: build 02's FP16 ONNX "
-            "(model.fp16.onnx) instead, which is what precision='fp16' does there.")
-    return trt.BuilderFlag.FP16
 
 
 def require_builder(trt: Any) -> None:
@@ -164,38 +265,53 @@ def require_builder(trt: Any) -> None:
             "The engine builder (Builder, OnnxParser)", f"this is a runtime-only module; {INSTALL_HINT}.")
 
 
+def network_flags(trt: Any) -> int:
+    """The ``create_network`` flags: ``1 << STRONGLY_TYPED`` where the release has the flag, else 0 (a release
+    without it builds every network strongly typed)."""
+    if not features_of(trt).strongly_typed_flag:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
 # ------------------------------------------------------------------------------------------------ precision
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+#: The key in :data:`helpers.export.ONNX_FILES` of the graph each precision builds (02 writes both).
+PRECISION_ONNX: dict[str, str] = {"fp32": "plain", "fp16": "fp16"}
 
 
 @dataclass(frozen=True)
 class PrecisionPlan:
-    """How one precision is obtained with one TensorRT release."""
+    """How one precision is obtained: which of 02's graphs, and the strongly typed flag of NVIDIA's tools."""
 
     precision: str
     onnx_variant: str  # "fp32": 02's model.onnx; "fp16": 02's model.fp16.onnx
-    use_fp16_flag: bool  # set BuilderFlag.FP16 on the builder config (10.x weak typing)
     trtexec_args: tuple[str, ...]
     polygraphy_args: tuple[str, ...]
     explanation: str
 
+    @property
+    def onnx_key(self) -> str:
+        """The graph's key in :data:`helpers.export.ONNX_FILES`."""
+        return PRECISION_ONNX[self.onnx_variant]
+
 
 def precision_plan(features: TrtFeatures, precision: str) -> PrecisionPlan:
-    """Which ONNX file and which flags give ``precision`` with the TensorRT described by ``features``."""
+    """Which ONNX graph and which tool flags give ``precision`` with the TensorRT described by ``features``.
+
+    One path on every release: the network is strongly typed, so the graph's own types decide the precision.
+    """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    trtexec_args = ("--stronglyTyped",) if features.strongly_typed_flag else ()
+    polygraphy_args = ("--strongly-typed",) if features.strongly_typed_flag else ()
     if precision == "fp32":
-        return PrecisionPlan("fp32", "fp32", False, (), (),
-                             "FP32 graph, no precision flags: every layer runs in FP32 (TF32 math where allowed).")
-    if features.fp16_builder_flag:
-        return PrecisionPlan(
-            "fp16", "fp32", True, ("--fp16",), ("--fp16",),
-            f"TensorRT {features.version} still has BuilderFlag.FP16: the FP32 graph is built weakly typed "
-            "and TensorRT may pick FP16 kernels layer by layer.")
+        return PrecisionPlan("fp32", "fp32", trtexec_args, polygraphy_args,
+                             "02's FP32 graph, strongly typed: every layer runs in FP32 (TF32 math where allowed).")
     return PrecisionPlan(
-        "fp16", "fp16", False, (), (),
-        f"TensorRT {features.version} has no FP16 builder flag (networks are always strongly typed): "
-        "the FP16 graph from 02 is built as it is, each tensor in the type the graph gives it.")
+        "fp16", "fp16", trtexec_args, polygraphy_args,
+        f"02's FP16 graph, strongly typed on {features.label}: each tensor keeps the type the graph gives it, so "
+        "02's FP16 safeguards hold (mask fill -1e4, LayerNorm and Softmax in FP32). The weakly typed "
+        "BuilderFlag.FP16 (deprecated in 10.12, removed in 11.x) is not used on any release.")
 
 
 # -------------------------------------------------------------------------------------------------- dtypes
@@ -241,3 +357,34 @@ def capturing_logger(trt: Any, min_severity: str = "WARNING", echo: bool = True)
             return [m for s, m in self.messages if s in ("INTERNAL_ERROR", "ERROR")]
 
     return CapturingLogger()
+
+
+def compute_capabilities(spec: str) -> tuple[str, ...]:
+    """``"8.0 8.6 12.0+"`` -> ``("8.0", "8.6", "12.0+")`` (a single ``"9.0"`` is one target)."""
+    parts = tuple(p for p in re.split(r"[\s,]+", spec.strip()) if p)
+    if not parts or not all(re.fullmatch(r"\d+\.\d+\+?", p) for p in parts):
+        raise ConfigError(f"compute capabilities must look like '9.0' or '8.6 8.9 12.0+', got {spec!r}.")
+    return parts
+
+
+def runs_on(targets: str, compute_capability: str) -> bool:
+    """Whether an engine built for ``targets`` (e.g. ``"9.0"`` or :data:`RTX_PORTABLE_TARGETS`) runs on a GPU of
+    ``compute_capability``."""
+    have = tuple(int(x) for x in compute_capabilities(compute_capability)[0].rstrip("+").split("."))
+    for target in compute_capabilities(targets):
+        want = tuple(int(x) for x in target.rstrip("+").split("."))
+        if have == want or (target.endswith("+") and have >= want):
+            return True
+    return False
+
+
+def runtime_refusal(flavour: str, compute_capability: str) -> str | None:
+    """Why the runtime of ``flavour`` cannot run engines on a GPU of ``compute_capability`` (one sentence), or None.
+
+    Full TensorRT runs on every GPU its release supports. TensorRT-RTX's runtime runs only its portable targets
+    (:data:`RTX_PORTABLE_TARGETS`) and refuses e.g. the data-centre Hopper GPUs (compute capability 9.0)."""
+    if check_flavour(flavour) == "tensorrt-rtx" and not runs_on(RTX_PORTABLE_TARGETS, compute_capability):
+        return (f"TensorRT-RTX's runtime does not run on compute capability {compute_capability} (it runs "
+                f"{RTX_PORTABLE_TARGETS}); install full TensorRT ({install_command('tensorrt')}) to run engines on "
+                "this GPU.")
+    return None

@@ -1,19 +1,23 @@
 """The metadata sidecar of a TensorRT engine, and the check that an engine still fits where it is loaded.
 
-A serialized engine is only valid for the TensorRT release that built it and, by default, for the GPU
-model it was built on (its kernels were timed there). It also silently goes stale when the ONNX it came
-from is re-exported. So every engine ``X.plan`` is written together with ``X.plan.json``::
+A serialized engine is only valid for the TensorRT flavour and release that built it and for the GPUs it
+was built for: with full TensorRT, the GPU model it was built on (its kernels were timed there); with
+TensorRT-RTX, which compiles ahead of time without a GPU, the compute capabilities of its portable targets
+(:data:`~helpers.trt.compat.RTX_PORTABLE_TARGETS`). It also silently goes stale when the ONNX it came from
+is re-exported. So every engine ``X.plan`` is written together with ``X.plan.json``::
 
-    {"tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
-     "onnx_file": "model.fp16.onnx", "onnx_sha256": "...", "precision": "fp16", "profiles": [...],
-     "input_dtypes": {"input_ids": "int32", ...}, ...}
+    {"flavour": "tensorrt", "tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA H100 80GB HBM3",
+     "compute_capability": "9.0", "onnx_file": "model.fp16.onnx", "onnx_sha256": "...", "precision": "fp16",
+     "profiles": [...], "input_dtypes": {"input_ids": "int32", ...}, ...}
 
-and :func:`check_engine` compares it with the running TensorRT, the GPU and the ONNX file before the engine
-is deserialized: a mismatch stops with :class:`~helpers.errors.EngineMismatchError` listing every
-difference, or, when asked, triggers a rebuild (:func:`engine_up_to_date`).
+and :func:`check_engine` compares it with the running flavour, release, GPU and the ONNX file before the
+engine is deserialized: a mismatch stops with :class:`~helpers.errors.EngineMismatchError` listing every
+difference, or, when asked, triggers a rebuild (:func:`engine_up_to_date`). Sidecars written before the
+flavour was recorded (format 1) are refused with the advice to rebuild.
 
-The timing cache is keyed the same way: its file name carries the TensorRT version and compute capability
-(:func:`timing_cache_path`), so a cache from another release or GPU is never offered to the builder.
+The timing cache (full TensorRT only: TensorRT-RTX does not use one) is keyed the same way: its file name
+carries the TensorRT version and compute capability (:func:`timing_cache_path`), so a cache from another
+release or GPU is never offered to the builder.
 """
 
 from __future__ import annotations
@@ -24,30 +28,57 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import EngineMismatchError, MissingArtifactError
+from ..errors import BackendError, EngineMismatchError, MissingArtifactError
 from ..io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from ..machine import gpu_identity
+from . import compat
 from .profiles import ProfilePlan
 
-FORMAT = 1
+#: Sidecar format: 2 records the flavour (format 1 did not and is refused with "rebuild").
+FORMAT = 2
 SIDECAR_SUFFIX = ".json"
+#: ``gpu_name`` of a TensorRT-RTX engine built on a machine without a GPU.
+NO_GPU = "none (built ahead of time without a GPU)"
 
 
 @dataclass(frozen=True)
 class RunningEnvironment:
-    """What an engine must match where it is loaded."""
+    """What an engine must match where it is loaded (or, for a build, what it is built for).
+
+    ``compute_capability`` is the GPU's (``"9.0"``); for a build with TensorRT-RTX it is the engine's
+    portable targets (:data:`~helpers.trt.compat.RTX_PORTABLE_TARGETS`).
+    """
 
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    flavour: str
+
+    def __post_init__(self) -> None:
+        compat.check_flavour(self.flavour)
 
 
 def running_environment(trt: Any, device: int = 0) -> RunningEnvironment:
-    """The TensorRT release of module ``trt`` and the name/compute capability of GPU ``device``."""
-    from ..env import gpu_identity
-    from .compat import features_of
-
+    """The flavour and release of module ``trt`` and the name/compute capability of CUDA device ``device``."""
+    features = compat.features_of(trt)
     gpu = gpu_identity(device)
-    return RunningEnvironment(features_of(trt).version, gpu.name, gpu.compute_capability)
+    return RunningEnvironment(features.version, gpu.name, gpu.compute_capability, features.flavour)
+
+
+def build_environment(trt: Any, device: int = 0) -> RunningEnvironment:
+    """What an engine built with module ``trt`` is built for.
+
+    Full TensorRT times kernels on GPU ``device``: the engine is for that GPU (:func:`running_environment`).
+    TensorRT-RTX compiles ahead of time for its portable targets, with or without a GPU here.
+    """
+    features = compat.features_of(trt)
+    if features.flavour == "tensorrt":
+        return running_environment(trt, device)
+    try:
+        gpu_name = gpu_identity(device).name
+    except BackendError:
+        gpu_name = NO_GPU
+    return RunningEnvironment(features.version, gpu_name, compat.RTX_PORTABLE_TARGETS, features.flavour)
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,7 @@ class EngineMetadata:
     precision: str
     profiles: tuple[dict[str, int], ...]
     input_dtypes: dict[str, str]
+    flavour: str
     output_dtypes: dict[str, str] = field(default_factory=dict)
     workspace_bytes: int = 0
     builder: str = "python-api"
@@ -81,9 +113,10 @@ class EngineMetadata:
     def from_dict(cls, data: Mapping[str, Any]) -> "EngineMetadata":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         missing = [k for k in ("tensorrt_version", "gpu_name", "compute_capability", "onnx_file", "onnx_sha256",
-                               "precision", "profiles", "input_dtypes") if k not in known]
+                               "precision", "profiles", "input_dtypes", "flavour") if k not in known]
         if missing:
-            raise EngineMismatchError(f"engine metadata lacks {missing}; rebuild the engine with 04_build_engine.")
+            why = (" (written before the TensorRT flavour was recorded)" if missing == ["flavour"] else "")
+            raise EngineMismatchError(f"engine metadata lacks {missing}{why}; rebuild the engine with 04_build_engine.")
         known["profiles"] = tuple(dict(p) for p in known["profiles"])
         return cls(**known)
 
@@ -129,13 +162,21 @@ def mismatches(meta: EngineMetadata, running: RunningEnvironment, onnx_path: str
     problems = []
     if meta.format != FORMAT:
         problems.append(f"metadata format {meta.format}, this code reads format {FORMAT}")
-    if meta.tensorrt_version != running.tensorrt_version:
-        problems.append(f"built with TensorRT {meta.tensorrt_version}, running TensorRT {running.tensorrt_version} "
-                        "(serialized engines only load in the release that built them)")
-    if meta.compute_capability != running.compute_capability:
+    if meta.flavour != running.flavour:
+        problems.append(f"built with {meta.flavour}, running {running.flavour} (an engine loads only in the flavour "
+                        "that built it: rebuild it, or install the other flavour)")
+    elif meta.tensorrt_version != running.tensorrt_version:
+        problems.append(f"built with {_label(meta.flavour)} {meta.tensorrt_version}, running {_label(running.flavour)} "
+                        f"{running.tensorrt_version} (serialized engines only load in the release that built them)")
+    targets = compat.compute_capabilities(running.compute_capability)
+    if len(targets) > 1:  # ``running`` describes a TensorRT-RTX build: the same targets fit
+        fits = compat.compute_capabilities(meta.compute_capability) == targets
+    else:
+        fits = compat.runs_on(meta.compute_capability, running.compute_capability)
+    if not fits:
         problems.append(f"built for compute capability {meta.compute_capability}, this GPU has "
                         f"{running.compute_capability}")
-    elif meta.gpu_name != running.gpu_name:
+    elif meta.flavour == "tensorrt" and meta.gpu_name != running.gpu_name:
         problems.append(f"built on {meta.gpu_name!r}, running on {running.gpu_name!r} (kernels were timed on "
                         "the other GPU)")
     if onnx_path is not None:
@@ -148,6 +189,10 @@ def mismatches(meta: EngineMetadata, running: RunningEnvironment, onnx_path: str
                 problems.append(f"its source ONNX {onnx_path.name} changed since the build "
                                 f"(sha256 {meta.onnx_sha256[:12]}... then, {digest[:12]}... now)")
     return problems
+
+
+def _label(flavour: str) -> str:
+    return "TensorRT-RTX" if flavour == "tensorrt-rtx" else "TensorRT"
 
 
 def check_engine(engine_path: str | os.PathLike[str], running: RunningEnvironment,
@@ -179,6 +224,39 @@ def engine_up_to_date(engine_path: str | os.PathLike[str], running: RunningEnvir
     build()
     check_engine(engine_path, running, onnx_path)
     return True
+
+
+@dataclass(frozen=True)
+class EngineValidity:
+    """TensorRT-RTX's own verdict on a serialized engine for this machine (read from its header only)."""
+
+    validity: str  # VALID, SUBOPTIMAL or INVALID
+    diagnostics: tuple[str, ...]  # EngineInvalidityDiagnostics flags set, e.g. ("UNSUPPORTED_CC",)
+    messages: tuple[str, ...]  # what TensorRT logged meanwhile (warnings and errors)
+
+    @property
+    def well_formed(self) -> bool:
+        """The header is a TensorRT-RTX engine header of this release (no MALFORMED_ENGINE, no VERSION_MISMATCH)."""
+        return not {"MALFORMED_ENGINE", "VERSION_MISMATCH"} & set(self.diagnostics)
+
+
+def engine_validity(engine_path: str | os.PathLike[str], trt: Any) -> EngineValidity:
+    """Ask TensorRT-RTX's ``Runtime.get_engine_validity`` whether the engine at ``engine_path`` can run here.
+
+    It reads the engine header only and needs no GPU to answer (without one it answers INVALID, and says
+    why in its log). Full TensorRT has no such call: :class:`TensorRTUnavailableError` there.
+    """
+    features = compat.features_of(trt)
+    if not hasattr(trt.Runtime, "get_engine_validity"):
+        raise features.unavailable("Runtime.get_engine_validity", "check_engine (the metadata sidecar) is the check there.")
+    path = Path(engine_path)
+    if not path.is_file():
+        raise MissingArtifactError(f"no TensorRT engine at {path}; run notebook 04_build_engine first.")
+    logger = compat.capturing_logger(trt, "WARNING", echo=False)
+    runtime = trt.Runtime(logger)
+    validity, bits = runtime.get_engine_validity(path.read_bytes())
+    flags = tuple(name for name, value in trt.EngineInvalidityDiagnostics.__members__.items() if int(bits) & int(value))
+    return EngineValidity(validity.name, flags, tuple(m for _, m in logger.messages))
 
 
 def timing_cache_path(folder: str | os.PathLike[str], tensorrt_version: str, compute_capability: str) -> Path:
