@@ -99,8 +99,11 @@ class Classifier:
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def predict(self, texts: Sequence[str]) -> Prediction:
-        """Classify ``texts`` (a non-empty list of non-empty strings)."""
-        encoded = self.tokenizer.encode_batch(texts)  # raises InputError for an empty list or empty text
+        """Classify ``texts``: a non-empty list (or tuple, 1-D array, Series) of non-empty strings.
+
+        Anything else - ``None``, a number, ``bytes``, a dict, a set, a generator, or one bare ``str`` (wrap
+        it as ``[text]``) - raises :class:`~helpers.errors.InputError` saying what to pass instead."""
+        encoded = self.tokenizer.encode_batch(texts, step="Classifier.predict")
         ids, segments, lengths = encoded.input_ids, encoded.segment_ids, encoded.lengths
         extra = self.width(int(lengths.max())) - ids.shape[1]
         if extra > 0:  # room for rounding the widest batch up to pad_multiple
