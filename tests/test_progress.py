@@ -60,6 +60,18 @@ def test_widgets_for_tqdm_are_installed():
     assert int(ipywidgets.__version__.split(".")[0]) >= 8
 
 
+def test_jupyterlab_has_the_widget_renderer():
+    """JupyterLab draws widgets through the jupyterlab_widgets extension that ipywidgets brings."""
+    import subprocess
+    import sys
+
+    listing = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True,
+                             text=True, timeout=120, check=True)
+    line = next((ln for ln in (listing.stdout + listing.stderr).splitlines()
+                 if "@jupyter-widgets/jupyterlab-manager" in ln), "")
+    assert "enabled" in line and "OK" in line, listing.stdout + listing.stderr
+
+
 def test_a_notebook_keeps_one_line_per_bar_with_its_final_state():
     imports, loop = executed("import tqdm.auto, bert4torch", LOOP)
     assert imports == [], f"importing tqdm.auto (bert4torch does) in a kernel printed {lines_of(imports)}"
