@@ -93,8 +93,9 @@ class Classifier:
         m = self.pad_multiple
         return min(-(-int(longest) // m) * m, int(self.tokenizer.max_len)) if m > 1 else int(longest)
 
-    def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order."""
+    def batch_rows(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order.
+        (:attr:`Prediction.batches` counts them.)"""
         order = np.argsort(lengths, kind="stable") if self.bucket else np.arange(len(lengths))
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
@@ -110,7 +111,7 @@ class Classifier:
             ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=self.tokenizer.pad_id)
             segments = np.pad(segments, ((0, 0), (0, extra)), constant_values=0)
         logits = np.empty((len(lengths), len(self.labels)), dtype=np.float32)
-        groups = self.batches(lengths)
+        groups = self.batch_rows(lengths)
         padded = 0
         for rows in groups:
             width = self.width(int(lengths[rows].max()))
