@@ -166,10 +166,11 @@ class SpeedStudy:
             names = list(self.int8_instructions)
             has = "which has " + (f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0])
         else:
-            has = "which has no int8 dot-product instructions (no VNNI or AMX), so INT8 gains less than it can"
-        sentence = (f"On this CPU ({where}), {has}, dynamic INT8 ({best.name}) ran {self.speedup(best.name):.1f}x "
-                    f"PyTorch fp32 eager on the {self.config.profile} architecture at {self.config.batch} x "
-                    f"{self.config.seq_len}; the fastest fp32 recipe ran {self.speedup(self.fastest(int8=False).name):.1f}x.")
+            has = "which has no int8 dot-product instructions (no VNNI or AMX)"
+        sentence = (f"On this CPU ({where}), {has}, the fastest INT8 recipe, {best.name}, ran "
+                    f"{self.speedup(best.name):.1f}x PyTorch fp32 eager on the {self.config.profile} architecture at "
+                    f"{self.config.batch} x {self.config.seq_len}; the fastest fp32 recipe ran "
+                    f"{self.speedup(self.fastest(int8=False).name):.1f}x.")
         busy = busy_cpu_warning(self.environment) if self.environment else None
         return sentence if busy is None else f"{sentence} But {busy}"
 

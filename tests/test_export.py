@@ -339,11 +339,11 @@ def test_int8_sentence_states_this_runs_cpu_and_ratio():
     plain = {("plain", True): 125.0, ("plain", False): 125.0, ("fused", True): 130.0, ("fused", False): 125.0}
     avx2 = fake_study(plain, environment=env, int8_instructions=())
     assert avx2.int8_sentence() == (
-        "On this CPU (AMD EPYC 7B13, 2 threads), which has no int8 dot-product instructions (no VNNI or AMX), so "
-        "INT8 gains less than it can, dynamic INT8 (ort int8 fused (SkipLayerNorm off)) ran 2.0x PyTorch fp32 "
-        "eager on the base architecture at 1 x 200; the fastest fp32 recipe ran 1.2x.")
+        "On this CPU (AMD EPYC 7B13, 2 threads), which has no int8 dot-product instructions (no VNNI or AMX), the "
+        "fastest INT8 recipe, ort int8 fused (SkipLayerNorm off), ran 2.0x PyTorch fp32 eager on the base "
+        "architecture at 1 x 200; the fastest fp32 recipe ran 1.2x.")
     amx = fake_study({k: 50.0 for k in plain}, environment=env, int8_instructions=("AVX-512 VNNI", "AMX-INT8"))
-    assert "which has AVX-512 VNNI and AMX-INT8, dynamic INT8" in amx.int8_sentence()
+    assert "which has AVX-512 VNNI and AMX-INT8, the fastest INT8 recipe" in amx.int8_sentence()
     assert "ran 5.0x PyTorch" in amx.int8_sentence()
     assert "could not be read" in fake_study(plain, int8_instructions=None).int8_sentence()
     busy = fake_study(plain, environment={**env, "cpu_busy": 1.9, "host": {"cpu_model": "X", "usable_cpus": 2}})
