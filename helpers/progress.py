@@ -67,7 +67,10 @@ class _OneOutputWidgetBar(WidgetBar):
         was_open = not self.disable
         super().close()
         if was_open and self._handle is not None:
-            self._handle.update(self.container)  # its plain-text form is now the final line
+            if self.leave:
+                self._handle.update(self.container)  # its plain-text form is now the final line
+            else:
+                self._handle.update({"text/plain": ""}, raw=True)  # leave=False: the bar goes away
 
 
 class _OneOutputTextBar(TextBar):

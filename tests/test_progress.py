@@ -47,6 +47,11 @@ for _ in range(40):
 bar.close()
 for _ in tqdm(range(30), desc="rows", mininterval=0):
     time.sleep(0.002)
+for _ in tqdm(range(5), desc="gone", leave=False):  # tqdm's leave=False: nothing stays
+    pass
+stopped = tqdm(total=10, desc="stopped", mininterval=0)
+stopped.update(3)
+stopped.close()
 """
 
 
@@ -76,17 +81,20 @@ def test_a_notebook_keeps_one_line_per_bar_with_its_final_state():
     imports, loop = executed("import tqdm.auto, bert4torch", LOOP)
     assert imports == [], f"importing tqdm.auto (bert4torch does) in a kernel printed {lines_of(imports)}"
     shown = lines_of(loop)
-    assert len(shown) == 2, f"expected one line per bar, the executed copy keeps {len(shown)}: {shown[:6]}"
+    assert len(shown) == 3, f"expected one line per kept bar, the executed copy keeps {len(shown)}: {shown[:6]}"
     assert shown[0].startswith("steps: 100%") and "40/40" in shown[0] and "loss=0.5" in shown[0]
     assert shown[1].startswith("rows: 100%") and "30/30" in shown[1]
-    assert all(WIDGET in out["data"] for out in loop), "in a kernel with ipywidgets the bars are widgets"
+    assert shown[2].startswith("stopped:  30%") and "3/10" in shown[2]  # where it stopped, not 0 %
+    kept = [out for out in loop if out["data"][PLAIN]]
+    assert len(kept) == 3 and all(WIDGET in out["data"] for out in kept), "in a kernel with ipywidgets: widgets"
 
 
 def test_without_ipywidgets_a_kernel_still_keeps_one_text_line_and_no_warning():
     _, loop = executed("import tqdm.notebook\ntqdm.notebook.IProgress = None  # as if ipywidgets were missing", LOOP)
     shown = lines_of(loop)
-    assert len(shown) == 2, shown[:6]
+    assert len(shown) == 3, shown[:6]
     assert shown[0].startswith("steps: 100%") and shown[1].startswith("rows: 100%")
+    assert shown[2].startswith("stopped:  30%")
     assert not any(WIDGET in out.get("data", {}) for out in loop)
     assert not any(out["output_type"] == "stream" for out in loop), "nothing on stderr: no warning, no redraws"
 
