@@ -2,10 +2,16 @@
 
 A *recipe* is a graph (the plain export, or the optimizer-fused graph with ``Attention`` on every layer),
 whether SkipLayerNormalization fusion is on (in the optimizer and in the session), and the precision
-(fp32 or dynamic INT8). :func:`speed_study` builds every recipe for a model architecture (BERT-base by
-default, random weights: speed does not depend on weight values) and times them side by side with
-PyTorch fp32 eager at one shape (the original article's 1 x 200). :func:`write_fast_path` then writes the
-winning fused and INT8 recipes, plus the FP16 graph for GPUs, for the trained model.
+(fp32 or dynamic INT8). :func:`speed_study` builds every recipe for a model architecture (the trained
+model's profile unless told otherwise, random weights: speed does not depend on weight values) and times
+them side by side with PyTorch fp32 eager at one shape (the original article's 1 x 200), with the
+benchmark harness of :mod:`helpers.bench.harness` (the series' one way to time backends).
+:func:`write_fast_path` then writes the winning fused and INT8 recipes, plus the FP16 graph for GPUs, for
+the trained model.
+
+Which recipe wins, and by how much, depends on the CPU: dynamic INT8 gains most where the CPU has int8
+dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX). :meth:`SpeedStudy.int8_sentence` states what this
+run measured on this CPU, so that no notebook text claims one machine's result for another.
 """
 
 from __future__ import annotations
@@ -13,15 +19,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .backends.onnxruntime import OrtBackend, OrtConfig
-from .backends.timing import QuickLatency, quick_latency
 from .backends.torch_backend import TorchBackend
+from .bench.harness import Measurement, Shape, TimingConfig, time_shape
+from .bench.system import busy_cpu_warning
+from .config import resolve_profile
 from .errors import ConfigError
-from .export import ONNX_FILES, onnx_from_classifier, sample_feed
+from .export import ONNX_FILES, onnx_from_classifier
 from .onnx_variants import (SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport, fp16_onnx_from_plain,
                             fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from)
 
@@ -70,11 +79,34 @@ TIE_MARGIN = 0.06
 PREFERENCE: tuple[tuple[str, bool], ...] = (("fused", False), ("fused", True), ("plain", False), ("plain", True))
 
 
+#: int8 dot-product instruction sets, as Linux names them in /proc/cpuinfo's flags, with their usual names.
+INT8_INSTRUCTIONS: dict[str, str] = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8"}
+
+
+def cpu_int8_instructions(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> tuple[str, ...] | None:
+    """The int8 dot-product instruction sets this CPU reports (e.g. ``("AVX-512 VNNI", "AMX-INT8")``);
+    an empty tuple when it has none (e.g. AVX2 only), None where the flags cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), None)
+    if line is None:
+        return None
+    flags = set(line.split(":", 1)[1].split())
+    return tuple(name for flag, name in INT8_INSTRUCTIONS.items() if flag in flags)
+
+
 @dataclass(frozen=True)
 class SpeedConfig:
-    """The shape and model architecture of the speed study, and how long to measure."""
+    """The shape and model architecture of the speed study, and how long to measure.
 
-    profile: str = "base"
+    ``rounds`` interleaved rounds time every candidate once each, in an order that rotates, after
+    ``warmup`` untimed calls; the study takes about (8 recipe builds) + (9 candidates x (rounds + warmup + 1)
+    calls), so for BERT-base at 1 x 200 on two CPU cores most of a minute or more, for ``tiny`` seconds.
+    """
+
+    profile: str
     batch: int = 1
     seq_len: int = 200
     rounds: int = 20
@@ -83,16 +115,26 @@ class SpeedConfig:
     vocab_size: int = 21128  # Chinese BERT-base's vocabulary
 
 
+def speed_config(trained_profile: str, speed_profile: str = "", **settings: Any) -> SpeedConfig:
+    """Notebook 02's study settings: the architecture of the trained model's profile, unless ``speed_profile``
+    names another (``base``: the original article's BERT-base case). ``settings``: other SpeedConfig fields."""
+    return SpeedConfig(profile=resolve_profile(str(speed_profile).strip() or trained_profile).name, **settings)
+
+
 @dataclass(frozen=True)
 class SpeedStudy:
-    """Latencies of PyTorch and every recipe, measured side by side in one process."""
+    """PyTorch and every recipe, measured side by side in one process (one harness Measurement each)."""
 
     config: SpeedConfig
-    latencies: dict[str, QuickLatency]
+    measurements: dict[str, Measurement]
     environment: dict[str, Any] = field(default_factory=dict)
+    #: the CPU's int8 dot-product instruction sets (see :func:`cpu_int8_instructions`)
+    int8_instructions: tuple[str, ...] | None = None
+    #: wall time of the study's parts: building the recipes and timing them
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def median_ms(self, name: str) -> float:
-        return self.latencies[name].median_ms
+        return self.measurements[name].latency.median_ms
 
     def speedup(self, name: str) -> float:
         """How many times faster than PyTorch fp32 eager (ratio of medians)."""
@@ -109,19 +151,42 @@ class SpeedStudy:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per candidate for a table: name, median, p90, speed-up."""
-        return [{"candidate": n, "median_ms": round(q.median_ms, 2), "p90_ms": round(q.p90_ms, 2),
-                 "speedup_vs_pytorch": round(self.speedup(n), 2)} for n, q in self.latencies.items()]
+        return [{"candidate": n, "median_ms": round(m.latency.median_ms, 2), "p90_ms": round(m.latency.p90_ms, 2),
+                 "speedup_vs_pytorch": round(self.speedup(n), 2)} for n, m in self.measurements.items()]
+
+    def int8_sentence(self) -> str:
+        """What this run says about INT8 on this CPU: the measured ratio and the CPU's int8 instructions."""
+        best = self.fastest(int8=True)
+        cpu = self.environment.get("host", {}).get("cpu_model", "this CPU")
+        threads = (self.environment.get("threads") or {}).get("ort_intra_op")
+        where = f"{cpu}{f', {threads} threads' if threads else ''}"
+        if self.int8_instructions is None:
+            has = "whose int8 instructions could not be read here"
+        elif self.int8_instructions:
+            names = list(self.int8_instructions)
+            has = "which has " + (f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0])
+        else:
+            has = "which has no int8 dot-product instructions (no VNNI or AMX)"
+        sentence = (f"On this CPU ({where}), {has}, the fastest INT8 recipe, {best.name}, ran "
+                    f"{self.speedup(best.name):.1f}x PyTorch fp32 eager on the {self.config.profile} architecture at "
+                    f"{self.config.batch} x {self.config.seq_len}; the fastest fp32 recipe ran "
+                    f"{self.speedup(self.fastest(int8=False).name):.1f}x.")
+        busy = busy_cpu_warning(self.environment) if self.environment else None
+        return sentence if busy is None else f"{sentence} But {busy}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": asdict(self.config),
             "shape": [self.config.batch, self.config.seq_len],
             "baseline": PYTORCH,
-            "candidates": {n: {**q.to_dict(), "speedup_vs_pytorch": self.speedup(n)} for n, q in self.latencies.items()},
+            "candidates": {n: {**m.to_dict(), "median_ms": m.latency.median_ms, "speedup_vs_pytorch": self.speedup(n)}
+                           for n, m in self.measurements.items()},
             "recipes": {r.name: r.to_dict() for r in RECIPES},
             "tie_margin": TIE_MARGIN,
             "fastest": {"fp32_fused": self.fastest(int8=False, graph="fused").name,
                         "fp32_any": self.fastest(int8=False).name, "int8": self.fastest(int8=True).name},
+            "int8_instructions": None if self.int8_instructions is None else list(self.int8_instructions),
+            "seconds": dict(self.seconds),
             "environment": self.environment,
         }
 
@@ -143,39 +208,45 @@ def build_recipe_files(plain: str | os.PathLike[str], folder: str | os.PathLike[
     return paths
 
 
-def speed_study(config: SpeedConfig = SpeedConfig(), log: Callable[[str], Any] | None = print) -> SpeedStudy:
+def speed_study(config: SpeedConfig, log: Callable[[str], Any] | None = print) -> SpeedStudy:
     """Export ``config.profile``'s architecture (random weights), build every recipe in a temporary folder
-    and time them with PyTorch fp32 eager, interleaved, at ``batch x seq_len``."""
+    and time them with PyTorch fp32 eager, side by side, at ``batch x seq_len`` (:func:`helpers.bench.harness.time_shape`)."""
     from .bench.models import architecture_model
     from .bench.system import capture_environment, fix_cpu_threads
 
-    if config.rounds < 1 or config.batch < 1 or config.seq_len < 1:
-        raise ConfigError(f"speed study: rounds, batch and seq_len must be >= 1, got {config}.")
+    if config.rounds < 1 or config.warmup < 0 or config.batch < 1 or config.seq_len < 1:
+        raise ConfigError(f"speed study: rounds, batch and seq_len must be >= 1 and warmup >= 0, got {config}.")
     threads = fix_cpu_threads(config.threads or None)
     arch = architecture_model(config.profile, config.vocab_size)
     if config.seq_len > arch.max_len:
         raise ConfigError(f"speed study: seq_len {config.seq_len} is above the model's {arch.max_len} positions.")
-    ids, seg = sample_feed(config.batch, config.seq_len, config.vocab_size, pad_inside=False)
+    # one call per candidate per round, in a rotating order: the harness's rounds are the study's rounds
+    timing = TimingConfig(warmup=config.warmup, iters=config.rounds, rounds=config.rounds)
+    environment = capture_environment(threads)  # before the run: whether other work keeps the CPUs busy now
+    if log and busy_cpu_warning(environment):
+        log(f"note: {busy_cpu_warning(environment)}")
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fastpath-") as tmp:
         if log:
-            log(f"exporting the {arch.profile} architecture and building {len(RECIPES)} recipes in {tmp} ...")
+            log(f"exporting the {arch.profile} architecture and building {len(RECIPES)} recipes ...")
         plain = onnx_from_classifier(arch.model, Path(tmp) / "model.onnx", labels=list(arch.labels),
                                      max_len=arch.max_len, profile=arch.profile).path
         files = build_recipe_files(plain, tmp)
-        # Spinning ONNX Runtime workers would steal the cores from the next candidate (measured here: PyTorch
-        # 231 -> 288 ms at 1 x 200 beside spinning sessions), so every session sleeps when idle.
+        built = time.perf_counter()
+        # Spinning ONNX Runtime workers would steal the cores from the next candidate (seen on a 2-core VM:
+        # PyTorch 231 -> 288 ms at 1 x 200 beside spinning sessions), so every session sleeps when idle.
         ort_config = {r: OrtConfig(intra_op_threads=threads.ort_intra_op, disabled_optimizers=r.disabled_optimizers,
                                    allow_spinning=False) for r in RECIPES}
         with contextlib.ExitStack() as stack:
-            backends = {r.name: stack.enter_context(OrtBackend(files[r], ort_config[r])) for r in RECIPES}
-            reference = TorchBackend(arch.model)
-            candidates = {PYTORCH: lambda: reference.predict_logits(ids, seg)}
-            candidates.update({name: (lambda b=b: b.predict_logits(ids, seg)) for name, b in backends.items()})
+            backends = {PYTORCH: TorchBackend(arch.model)}
+            backends.update({r.name: stack.enter_context(OrtBackend(files[r], ort_config[r])) for r in RECIPES})
             if log:
-                log(f"timing {len(candidates)} candidates at {config.batch} x {config.seq_len}: "
-                    f"{config.warmup} warm-up + {config.rounds} rounds ...")
-            latencies = quick_latency(candidates, rounds=config.rounds, warmup=config.warmup)
-    return SpeedStudy(config, latencies, capture_environment(threads))
+                log(f"timing {len(backends)} candidates at {config.batch} x {config.seq_len}: "
+                    f"{config.warmup} warm-up + {config.rounds} interleaved rounds ...")
+            measured = time_shape(backends, Shape(config.batch, config.seq_len), timing,
+                                  model=f"{arch.profile}-architecture", vocab_size=config.vocab_size, reference=PYTORCH)
+    seconds = {"build": built - start, "timing": time.perf_counter() - built}
+    return SpeedStudy(config, {m.backend: m for m in measured}, environment, cpu_int8_instructions(), seconds)
 
 
 def write_fast_path(plain: str | os.PathLike[str], folder: str | os.PathLike[str], *, fused: Recipe,

@@ -6,7 +6,12 @@ Documented behaviour for awkward text:
 * text longer than ``max_len - 2`` tokens is truncated (``[CLS]`` and ``[SEP]`` take two places) and
   :meth:`SentenceTokenizer.encode_batch` counts how many texts were cut;
 * characters outside the vocabulary (emoji, rare symbols, scripts the corpus never showed) become
-  ``[UNK]``; Latin letters and digits are split into single characters (``good`` -> ``g ##o ##o ##d``).
+  ``[UNK]``; Latin letters and digits are split into single characters (``good`` -> ``g ##o ##o ##d``);
+* the texts of a batch come as a list (a tuple, a 1-D numpy array or a pandas Series of str work too).
+  Anything else raises :class:`~helpers.errors.InputError` naming what came and what to pass instead
+  (:func:`check_text_list`). One bare ``str`` is refused rather than taken as one text: a variable that
+  should hold a list but holds a string (a file read whole instead of line by line, a loop variable) would
+  otherwise be classified silently as one long, truncated text.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from __future__ import annotations
 import os
 import string
 from collections import Counter
+from collections.abc import Iterator, Mapping, Set, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -51,6 +57,36 @@ def load_vocab(path: str | os.PathLike[str]) -> list[str]:
     """Read a BERT ``vocab.txt``."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     return [line.rstrip("\r") for line in lines if line.strip() != ""]
+
+
+def check_text_list(texts: Any, step: str = "tokenizer") -> Sequence[str]:
+    """Return ``texts`` if it is an ordered, sized collection of texts; raise :class:`InputError` otherwise.
+
+    Only the container is checked here (cheap); each item is checked where it is encoded. ``step`` names
+    the caller in the message (e.g. ``Classifier.predict``).
+    """
+    what = type(texts).__name__
+    hint = None
+    if texts is None:
+        hint = "got None"
+    elif isinstance(texts, str):
+        hint = (f"got one str ({texts[:20]!r}{'...' if len(texts) > 20 else ''}); wrap it as [text] "
+                "(text read from a file: split it into lines first)")
+    elif isinstance(texts, (bytes, bytearray, memoryview)):
+        hint = f"got {what}; decode it first and wrap it as [data.decode('utf-8')]"
+    elif isinstance(texts, Mapping):
+        hint = f"got a {what}, whose keys would be taken for the texts; pass list(d.values()) or list(d)"
+    elif isinstance(texts, Set):
+        hint = f"got a {what}, which has no order for the results to follow; pass a list (e.g. sorted(s))"
+    elif isinstance(texts, Iterator):
+        hint = f"got a {what} (an iterator, read once and without a length); pass list(...) of it"
+    elif not isinstance(texts, Sized) or not isinstance(texts, Iterable):
+        hint = f"got a {what}"
+    elif getattr(texts, "ndim", 1) != 1:
+        hint = f"got a {what} of {texts.ndim} dimensions; pass a flat list of strings"  # type: ignore[attr-defined]
+    if hint is not None:
+        raise InputError(f"{step}: expected a list of texts (str), {hint}.")
+    return texts  # type: ignore[return-value]
 
 
 @dataclass
@@ -93,12 +129,15 @@ class SentenceTokenizer:
 
     def token_count(self, text: str) -> int:
         """Tokens in ``text`` with ``[CLS]``/``[SEP]`` and without truncation (for length statistics)."""
+        if not isinstance(text, str):
+            raise InputError(f"token_count: expected one text (str), got {type(text).__name__}.")
         return len(self._tok.tokenize(text))
 
     def encode(self, text: str, index: int = 0) -> tuple[list[int], bool]:
         """Token ids of one text (cut to ``max_len``, keeping the start) and whether it was cut."""
         if not isinstance(text, str):
-            raise InputError(f"text #{index} is a {type(text).__name__}, not a str; pass a list of strings.")
+            fix = "decode it first (.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else "pass a list of strings"
+            raise InputError(f"text #{index} is a {type(text).__name__}, not a str; {fix}.")
         if not text.strip():
             raise InputError(f"text #{index} is empty or whitespace only; remove it or give it some content.")
         tokens = self._tok.tokenize(text)  # [CLS] ... [SEP], tokenized once
@@ -107,12 +146,13 @@ class SentenceTokenizer:
             tokens = tokens[: self.max_len - 1] + tokens[-1:]
         return self._tok.tokens_to_ids(tokens), cut
 
-    def encode_many(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
-        """Token ids of every text (unpadded) and how many texts were truncated."""
-        if isinstance(texts, str):
-            raise InputError("expected a list of texts, got one str; wrap it as [text].")
+    def encode_many(self, texts: Sequence[str], step: str = "tokenizer") -> tuple[list[list[int]], int]:
+        """Token ids of every text (unpadded) and how many texts were truncated.
+
+        ``texts`` must pass :func:`check_text_list`; ``step`` names the caller in error messages."""
+        check_text_list(texts, step)
         if len(texts) == 0:
-            raise InputError("the list of texts is empty; give at least one sentence.")
+            raise InputError(f"{step}: the list of texts is empty; give at least one sentence.")
         rows, truncated = [], 0
         for i, text in enumerate(texts):
             ids, cut = self.encode(text, i)
@@ -131,7 +171,7 @@ class SentenceTokenizer:
             ids[i, : len(r)] = r
         return EncodedBatch(ids, np.zeros_like(ids), lengths, truncated)
 
-    def encode_batch(self, texts: Sequence[str], pad_to: int | None = None) -> EncodedBatch:
+    def encode_batch(self, texts: Sequence[str], pad_to: int | None = None, step: str = "tokenizer") -> EncodedBatch:
         """Encode and right-pad ``texts`` to the longest row (or ``pad_to``); segment ids are all 0."""
-        rows, truncated = self.encode_many(texts)
+        rows, truncated = self.encode_many(texts, step)
         return self.pad(rows, pad_to, truncated)

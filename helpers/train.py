@@ -108,7 +108,7 @@ def evaluate(model: nn.Module, tokenizer: SentenceTokenizer, data: Dataset, batc
 def train_classifier(model: SentimentClassifier, tokenizer: SentenceTokenizer, split: Split, cfg: TrainConfig,
                      progress: bool = True) -> History:
     """Train ``model`` on ``split.train``; keep the weights of the epoch with the best validation accuracy."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

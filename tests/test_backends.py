@@ -12,9 +12,9 @@ import torch
 from onnx import helper
 
 import helpers.backends as backends
-from helpers.backends import OrtBackend, OrtConfig, TorchBackend, predict_feed, quick_latency
+from helpers.backends import OrtBackend, OrtConfig, TorchBackend, predict_feed
 from helpers.bench.models import architecture_model
-from helpers.errors import BackendError, ConfigError, ExportError, InputError, MissingArtifactError
+from helpers.errors import BackendError, ExportError, InputError, MissingArtifactError
 from helpers.export import onnx_from_classifier, sample_feed
 from helpers.onnx_variants import fused_onnx_from_plain
 
@@ -166,15 +166,6 @@ def test_closed_backend(plain_path):
 
 
 # ------------------------------------------------------------------------------------------ the rest
-def test_quick_latency_interleaves_and_discards_warmup():
-    calls: list[str] = []
-    result = quick_latency({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=4, warmup=2)
-    assert calls == ["a", "b"] * 6
-    assert len(result["a"].samples_ms) == 4 and result["b"].median_ms >= 0
-    with pytest.raises(ConfigError, match="rounds must be >= 1"):
-        quick_latency({"a": lambda: None}, rounds=0)
-
-
 def test_tensorrt_backend_is_lazy():
     code = ("import sys, helpers.backends; "
             "assert not any(m == 'tensorrt' or m.startswith(('tensorrt.', 'tensorrt_', 'pycuda', 'cuda')) "

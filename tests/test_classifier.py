@@ -118,12 +118,55 @@ def test_bad_input(tokenizer):
     clf = Classifier(tokenizer, RecordingBackend(), ["a", "b"])
     with pytest.raises(InputError, match="the list of texts is empty"):
         clf.predict([])
-    with pytest.raises(InputError, match="got one str; wrap it as"):
+    with pytest.raises(InputError, match=r"got one str \(.*\); wrap it as \[text\]"):
         clf.predict("我的心情很差")
     with pytest.raises(InputError, match="text #1 is empty or whitespace only"):
         clf.predict(["好", "   "])
     with pytest.raises(InputError, match="text #0 is a int, not a str"):
         clf.predict([3])
+
+
+def _texts_once():
+    yield "好"
+
+
+@pytest.mark.parametrize("texts, message", [
+    (None, r"Classifier.predict: expected a list of texts \(str\), got None\."),
+    (123, r"expected a list of texts \(str\), got a int\."),
+    (4.5, r"got a float\."),
+    (b"\xe5\xa5\xbd", r"got bytes; decode it first"),
+    (bytearray(b"ok"), r"got bytearray; decode it first"),
+    ({"a": "好"}, r"got a dict, whose keys would be taken for the texts; pass list\(d.values\(\)\)"),
+    ({"好", "不错"}, r"got a set, which has no order"),
+    (frozenset({"好"}), r"got a frozenset, which has no order"),
+    (_texts_once(), r"got a generator \(an iterator.*pass list\(\.\.\.\) of it"),
+    (iter(["好"]), r"got a list_iterator"),
+    (map(str, [1]), r"got a map"),
+    ("我的心情很差", r"got one str \('我的心情很差'\); wrap it as \[text\]"),
+    ("很" * 30, r"got one str \('很很很很很很很很很很很很很很很很很很很很'\.\.\.\)"),
+    (np.array([["好", "差"]]), r"got a ndarray of 2 dimensions"),
+    (np.array("好"), r"got a ndarray of 0 dimensions"),
+])
+def test_the_texts_argument_itself_is_checked(tokenizer, texts, message):
+    """Before: None, 123, a generator, a dict, bytes ... ended in a bare TypeError from tokenizer.py."""
+    backend = RecordingBackend()
+    clf = Classifier(tokenizer, backend, ["a", "b"])
+    with pytest.raises(InputError, match=message):
+        clf.predict(texts)
+    assert backend.shapes == []  # refused before anything ran
+
+
+def test_ordered_collections_of_texts_are_accepted(tokenizer):
+    clf = Classifier(tokenizer, RecordingBackend(), ["a", "b"], batch_size=3)
+    expected = clf.predict(TEXTS).logits
+    for texts in (tuple(TEXTS), np.array(TEXTS)):
+        np.testing.assert_array_equal(clf.predict(texts).logits, expected)
+
+
+def test_bytes_items_are_told_to_decode(tokenizer):
+    clf = Classifier(tokenizer, RecordingBackend(), ["a", "b"])
+    with pytest.raises(InputError, match=r"text #1 is a bytes, not a str; decode it first"):
+        clf.predict(["好", "差".encode()])
 
 
 def test_labels_must_match_the_model(tokenizer):

@@ -10,7 +10,7 @@ from onnx import helper, numpy_helper
 
 from helpers.bench.models import architecture_model
 from helpers.config import INPUT_NAMES, OUTPUT_NAME, PROFILES
-from helpers.errors import ExportError, MissingArtifactError
+from helpers.errors import ConfigError, ExportError, MissingArtifactError
 from helpers.export import (ExportConfig, attention_scale_as_division, check_onnx, load_onnx, onnx_from_classifier,
                             onnx_metadata, sample_feed)
 from helpers.onnx_variants import (FP16_MASK_VALUE, FusionConfig, fp16_onnx_from_plain, fp16_safe_constants,
@@ -250,11 +250,18 @@ def test_speed_study_and_fast_path_on_tiny(exported, tmp_path):
 
     assert len({r.name for r in RECIPES}) == 8  # {plain, fused} x SkipLayerNorm {on, off} x {fp32, int8}
     study = speed_study(SpeedConfig(profile="tiny", seq_len=16, rounds=2, warmup=0), log=None)
-    assert set(study.latencies) == {PYTORCH, *(r.name for r in RECIPES)}
-    assert all(len(q.samples_ms) == 2 for q in study.latencies.values())
+    assert set(study.measurements) == {PYTORCH, *(r.name for r in RECIPES)}
+    # the bench harness timed them: one call per candidate per round, each compared with PyTorch
+    assert all(m.latency.n == 2 and len(m.round_medians_ms) == 2 and (m.batch, m.seq_len) == (1, 16)
+               for m in study.measurements.values())
+    assert study.measurements[PYTORCH].max_abs_diff == 0.0
+    assert study.measurements["ort fp32 plain (SkipLayerNorm on)"].max_abs_diff < 1e-4
     int8, fused = study.fastest(int8=True), study.fastest(int8=False, graph="fused")
     assert int8.int8 and fused.graph == "fused" and not fused.int8
-    assert study.to_dict()["fastest"]["int8"] == int8.name and study.speedup(PYTORCH) == 1.0
+    record = study.to_dict()
+    assert record["fastest"]["int8"] == int8.name and study.speedup(PYTORCH) == 1.0
+    assert record["candidates"][int8.name]["latency"]["n"] == 2 and set(record["seconds"]) == {"build", "timing"}
+    assert "tiny architecture at 1 x 16" in study.int8_sentence()
 
     # the opposite SkipLayerNorm choice for INT8 than for the fused graph: the INT8 source is built apart
     fused_recipe = next(r for r in RECIPES if r.graph == "fused" and not r.int8 and not r.skip_layer_norm)
@@ -268,16 +275,27 @@ def test_speed_study_and_fast_path_on_tiny(exported, tmp_path):
     assert out["int8"].count("QAttention") == LAYERS
 
 
-def test_fastest_recipe_breaks_ties_by_preference():
-    from helpers.backends.timing import QuickLatency
+def measured(name: str, ms: float):
+    """A harness Measurement of one candidate whose every sample took ``ms``."""
+    from helpers.bench.harness import Measurement
+    from helpers.bench.stats import LatencyStats
+
+    return Measurement(model="base-architecture", backend=name, device="cpu", precision="fp32", batch=1, seq_len=200,
+                       latency=LatencyStats.from_samples([ms] * 3), throughput_per_s=1000.0 / ms, first_call_ms=ms,
+                       round_medians_ms=[ms] * 3, drift=0.0)
+
+
+def fake_study(int8_ms: dict[tuple[str, bool], float], fp32_ms: float = 200.0, **fields):
     from helpers.fastpath import PYTORCH, RECIPES, SpeedConfig, SpeedStudy
 
-    def study(int8_ms: dict[tuple[str, bool], float]) -> SpeedStudy:
-        lat = {PYTORCH: QuickLatency(PYTORCH, (250.0,))}
-        for r in RECIPES:
-            ms = int8_ms[(r.graph, r.skip_layer_norm)] if r.int8 else 200.0
-            lat[r.name] = QuickLatency(r.name, (ms,))
-        return SpeedStudy(SpeedConfig(), lat)
+    lat = {PYTORCH: measured(PYTORCH, 250.0)}
+    for r in RECIPES:
+        lat[r.name] = measured(r.name, int8_ms[(r.graph, r.skip_layer_norm)] if r.int8 else fp32_ms)
+    return SpeedStudy(SpeedConfig(profile="base"), lat, **fields)
+
+
+def test_fastest_recipe_breaks_ties_by_preference():
+    study = fake_study
 
     # plain is 5 % faster: inside the tie margin, so the preferred fused graph with SkipLayerNorm off wins
     tied = study({("plain", True): 66.3, ("plain", False): 66.3, ("fused", True): 74.7, ("fused", False): 69.5})
@@ -286,3 +304,49 @@ def test_fastest_recipe_breaks_ties_by_preference():
     clear = study({("plain", True): 66.3, ("plain", False): 66.3, ("fused", True): 80.0, ("fused", False): 80.0})
     assert clear.fastest(int8=True).name == "ort int8 plain (SkipLayerNorm off)"
     assert clear.speedup("ort int8 plain (SkipLayerNorm on)") == pytest.approx(250.0 / 66.3)
+
+
+def test_speed_study_follows_the_trained_profile_unless_told():
+    """02's quick run (profile=tiny) used to time the BERT-base architecture for 20 rounds whatever it trained."""
+    from helpers.fastpath import SpeedConfig, speed_config
+
+    assert speed_config("tiny").profile == "tiny"
+    assert speed_config("small", "").profile == "small"
+    assert speed_config("tiny", "base", rounds=5) == SpeedConfig(profile="base", rounds=5)
+    with pytest.raises(TypeError):
+        SpeedConfig()  # no silent default architecture
+    with pytest.raises(ConfigError, match="Unknown profile 'huge'"):
+        speed_config("tiny", "huge")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse avx avx2 fma", ()),
+    ("avx2 avx512f avx512_vnni", ("AVX-512 VNNI",)),
+    ("avx2 avx_vnni avx512_vnni amx_tile amx_int8 amx_bf16", ("AVX-512 VNNI", "AVX-VNNI", "AMX-INT8")),
+])
+def test_int8_instructions_come_from_the_cpus_flags(tmp_path, flags, expected):
+    from helpers.fastpath import cpu_int8_instructions
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert cpu_int8_instructions(info) == expected
+    assert cpu_int8_instructions(tmp_path / "missing") is None
+
+
+def test_int8_sentence_states_this_runs_cpu_and_ratio():
+    """02's text once said INT8 won "(AVX-512 VNNI here)" on a machine that had AVX2 only."""
+    env = {"host": {"cpu_model": "AMD EPYC 7B13"}, "threads": {"ort_intra_op": 2}}
+    plain = {("plain", True): 125.0, ("plain", False): 125.0, ("fused", True): 130.0, ("fused", False): 125.0}
+    avx2 = fake_study(plain, environment=env, int8_instructions=())
+    assert avx2.int8_sentence() == (
+        "On this CPU (AMD EPYC 7B13, 2 threads), which has no int8 dot-product instructions (no VNNI or AMX), the "
+        "fastest INT8 recipe, ort int8 fused (SkipLayerNorm off), ran 2.0x PyTorch fp32 eager on the base "
+        "architecture at 1 x 200; the fastest fp32 recipe ran 1.2x.")
+    amx = fake_study({k: 50.0 for k in plain}, environment=env, int8_instructions=("AVX-512 VNNI", "AMX-INT8"))
+    assert "which has AVX-512 VNNI and AMX-INT8, the fastest INT8 recipe" in amx.int8_sentence()
+    assert "ran 5.0x PyTorch" in amx.int8_sentence()
+    assert "could not be read" in fake_study(plain, int8_instructions=None).int8_sentence()
+    busy = fake_study(plain, environment={**env, "cpu_busy": 1.9, "host": {"cpu_model": "X", "usable_cpus": 2}})
+    assert busy.int8_sentence().endswith("But other processes kept 1.9 of 2 CPUs busy just before the run: CPU "
+                                         "latencies measured now will be inflated; re-run on a quiet machine for "
+                                         "reference numbers.")

@@ -40,6 +40,8 @@ def test_unknown_characters_become_unk(tokenizer):
     (["好", "  \n"], r"text #1 is empty or whitespace"),
     ("我的心情很差", "got one str"),
     (["好", 3], r"text #1 is a int"),
+    (None, r"tokenizer: expected a list of texts \(str\), got None"),
+    ((t for t in ["好"]), r"got a generator"),
 ])
 def test_bad_text_input(tokenizer, texts, message):
     with pytest.raises(InputError, match=message):

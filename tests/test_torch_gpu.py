@@ -1,5 +1,5 @@
-"""GPU backends, the parts that can be checked without a GPU: configs, names, the shape cache, and the
-clear errors raised where CUDA (or onnxruntime-gpu) is absent."""
+"""GPU backends, the parts that can be checked without a GPU: configs, names, and the clear errors raised
+where CUDA (or onnxruntime-gpu) is absent. Their per-shape cache is tested in test_shape_cache.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from helpers.backends import onnxruntime_cuda
 from helpers.backends.onnxruntime_cuda import OrtCudaBackend, OrtCudaConfig, cuda_provider_missing_reason
-from helpers.backends.torch_gpu import ShapeCache, TorchCudaBackend, TorchCudaConfig, require_cuda
+from helpers.backends.torch_gpu import TorchCudaBackend, TorchCudaConfig, require_cuda
 from helpers.errors import BackendError, ConfigError
 
 
@@ -28,28 +28,6 @@ def test_config_names_say_the_variant():
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         TorchCudaConfig(**kwargs)
-
-
-def test_shape_cache_builds_once_per_shape_and_evicts_least_recent():
-    built, freed = [], []
-    cache = ShapeCache(lambda key: built.append(key) or f"slot{key}", max_entries=2, on_evict=freed.append)
-    assert cache.get((1, 8)) == "slot(1, 8)"
-    cache.get((1, 8))
-    cache.get((2, 8))
-    assert built == [(1, 8), (2, 8)] and cache.builds == 2 and len(cache) == 2
-    cache.get((1, 8))          # (1, 8) is now the most recent
-    cache.get((4, 8))          # so (2, 8) goes
-    assert freed == ["slot(2, 8)"] and cache.evictions == 1
-    assert cache.keys() == [(1, 8), (4, 8)] and (2, 8) not in cache
-    cache.get((2, 8))
-    assert cache.builds == 4   # rebuilt after eviction
-    cache.clear()
-    assert len(cache) == 0 and set(freed) == {"slot(2, 8)", "slot(1, 8)", "slot(4, 8)"}
-
-
-def test_shape_cache_needs_room():
-    with pytest.raises(ConfigError, match="max_entries >= 1"):
-        ShapeCache(lambda k: k, max_entries=0)
 
 
 def test_no_cuda_gives_a_clear_error(monkeypatch):

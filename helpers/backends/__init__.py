@@ -13,12 +13,10 @@ from .base import Backend
 from .classifier import Classifier, Prediction, softmax
 from .feed import predict_feed
 from .onnxruntime import OrtBackend, OrtConfig
-from .timing import QuickLatency, quick_latency
 from .torch_backend import TorchBackend
 
 # TensorRTBackend is left out of __all__ so that a star import never touches TensorRT.
-__all__ = ["Backend", "Classifier", "OrtBackend", "OrtConfig", "Prediction", "QuickLatency", "TorchBackend",
-           "predict_feed", "quick_latency", "softmax"]
+__all__ = ["Backend", "Classifier", "OrtBackend", "OrtConfig", "Prediction", "TorchBackend", "predict_feed", "softmax"]
 
 _LAZY = {"TensorRTBackend": ".tensorrt"}
 

@@ -93,21 +93,25 @@ class Classifier:
         m = self.pad_multiple
         return min(-(-int(longest) // m) * m, int(self.tokenizer.max_len)) if m > 1 else int(longest)
 
-    def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order."""
+    def batch_rows(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order.
+        (:attr:`Prediction.batches` counts them.)"""
         order = np.argsort(lengths, kind="stable") if self.bucket else np.arange(len(lengths))
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def predict(self, texts: Sequence[str]) -> Prediction:
-        """Classify ``texts`` (a non-empty list of non-empty strings)."""
-        encoded = self.tokenizer.encode_batch(texts)  # raises InputError for an empty list or empty text
+        """Classify ``texts``: a non-empty list (or tuple, 1-D array, Series) of non-empty strings.
+
+        Anything else - ``None``, a number, ``bytes``, a dict, a set, a generator, or one bare ``str`` (wrap
+        it as ``[text]``) - raises :class:`~helpers.errors.InputError` saying what to pass instead."""
+        encoded = self.tokenizer.encode_batch(texts, step="Classifier.predict")
         ids, segments, lengths = encoded.input_ids, encoded.segment_ids, encoded.lengths
         extra = self.width(int(lengths.max())) - ids.shape[1]
         if extra > 0:  # room for rounding the widest batch up to pad_multiple
             ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=self.tokenizer.pad_id)
             segments = np.pad(segments, ((0, 0), (0, extra)), constant_values=0)
         logits = np.empty((len(lengths), len(self.labels)), dtype=np.float32)
-        groups = self.batches(lengths)
+        groups = self.batch_rows(lengths)
         padded = 0
         for rows in groups:
             width = self.width(int(lengths[rows].max()))

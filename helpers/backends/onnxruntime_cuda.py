@@ -31,7 +31,7 @@ import numpy as np
 from ..config import INPUT_NAMES, OUTPUT_NAME
 from ..errors import BackendError, ConfigError
 from .base import Backend
-from .torch_gpu import ShapeCache
+from .shape_cache import ShapeCache
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 

@@ -22,22 +22,18 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Hashable, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import BackendError, ConfigError
 from .base import Backend
+from .shape_cache import ShapeCache
 
 MODES = ("eager", "cuda_graph", "compile")
 PRECISIONS = ("fp32", "fp16", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
 
 @dataclass(frozen=True)
 class TorchCudaConfig:
@@ -66,51 +62,6 @@ class TorchCudaConfig:
         if self.mode == "compile":
             return f"torch-compile-{self.precision}-{self.compile_mode}"
         return f"torch-cuda-{self.precision}" + ("-graph" if self.mode == "cuda_graph" else "")
-
-
-class ShapeCache(Generic[K, V]):
-    """Build a value once per key (an input shape), keep at most ``max_entries``, least recently used out.
-
-    ``on_evict(value)`` is called for a value pushed out (to release its buffers). ``builds`` and
-    ``evictions`` count what happened, for reports and tests.
-    """
-
-    def __init__(self, build: Callable[[K], V], max_entries: int, on_evict: Callable[[V], None] | None = None) -> None:
-        if max_entries < 1:
-            raise ConfigError(f"ShapeCache needs max_entries >= 1, got {max_entries}.")
-        self._build, self._on_evict, self.max_entries = build, on_evict, max_entries
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self.builds = 0
-        self.evictions = 0
-
-    def get(self, key: K) -> V:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        value = self._build(key)
-        self.builds += 1
-        self._items[key] = value
-        while len(self._items) > self.max_entries:
-            _, old = self._items.popitem(last=False)
-            self.evictions += 1
-            if self._on_evict is not None:
-                self._on_evict(old)
-        return value
-
-    def keys(self) -> list[K]:
-        return list(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        while self._items:
-            _, old = self._items.popitem(last=False)
-            if self._on_evict is not None:
-                self._on_evict(old)
 
 
 def require_cuda(step: str) -> None:
