@@ -31,6 +31,7 @@ from .bench.system import busy_cpu_warning
 from .config import resolve_profile
 from .errors import ConfigError
 from .export import ONNX_FILES, onnx_from_classifier
+from .machine import cpu_int8_instructions
 from .onnx_variants import (SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport, fp16_onnx_from_plain,
                             fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from)
 
@@ -77,24 +78,6 @@ TIE_MARGIN = 0.06
 #: Order of preference among tied recipes: the fused graph (one Attention kernel per layer) first, and
 #: SkipLayerNorm fusion off first (its kernel was the slower one where this was measured).
 PREFERENCE: tuple[tuple[str, bool], ...] = (("fused", False), ("fused", True), ("plain", False), ("plain", True))
-
-
-#: int8 dot-product instruction sets, as Linux names them in /proc/cpuinfo's flags, with their usual names.
-INT8_INSTRUCTIONS: dict[str, str] = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8"}
-
-
-def cpu_int8_instructions(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> tuple[str, ...] | None:
-    """The int8 dot-product instruction sets this CPU reports (e.g. ``("AVX-512 VNNI", "AMX-INT8")``);
-    an empty tuple when it has none (e.g. AVX2 only), None where the flags cannot be read (not Linux)."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), None)
-    if line is None:
-        return None
-    flags = set(line.split(":", 1)[1].split())
-    return tuple(name for flag, name in INT8_INSTRUCTIONS.items() if flag in flags)
 
 
 @dataclass(frozen=True)

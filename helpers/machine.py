@@ -198,6 +198,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> tuple[str, ...] | None:
+    """The CPU's feature flags as Linux names them (``avx2``, ``avx512_vnni``, ``amx_int8`` ...), or None where
+    they cannot be read (not Linux)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            line = next((ln for ln in f if ln.startswith("flags")), None)
+    except OSError:
+        return None
+    return None if line is None else tuple(line.split(":", 1)[1].split())
+
+
+#: int8 dot-product instruction sets, as Linux names them in /proc/cpuinfo's flags, with their usual names.
+INT8_INSTRUCTIONS: dict[str, str] = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8"}
+
+
+def cpu_int8_instructions(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> tuple[str, ...] | None:
+    """The int8 dot-product instruction sets this CPU reports (e.g. ``("AVX-512 VNNI", "AMX-INT8")``);
+    an empty tuple when it has none (e.g. AVX2 only), None where the flags cannot be read (not Linux)."""
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
+        return None
+    return tuple(name for flag, name in INT8_INSTRUCTIONS.items() if flag in flags)
+
+
+def cpu_summary() -> dict[str, Any]:
+    """The CPU as a results record names it: model, usable cores, feature flags and int8 instruction sets."""
+    flags = cpu_flags()
+    return {"model": cpu_model(), "cpus": usable_cpus(), "flags": list(flags or ()),
+            "int8_instructions": list(cpu_int8_instructions() or ())}
+
+
 def memory_gib() -> float | None:
     """Physical memory in GiB, or None where the OS does not say."""
     try:

@@ -170,7 +170,7 @@ def int8_onnx_from(source: str | os.PathLike[str], path: str | os.PathLike[str],
         with _without_preprocessing_hint():
             quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        proto = onnx.load(str(tmp))
+        proto = load_onnx(tmp)
         set_metadata(proto, _derived_metadata(source, "int8", "int8", source_variant=src_meta.get("variant", "plain"),
                                               ort_disabled_optimizers=disabled))
         onnx.save_model(proto, str(tmp))

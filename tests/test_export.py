@@ -319,20 +319,6 @@ def test_speed_study_follows_the_trained_profile_unless_told():
         speed_config("tiny", "huge")
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ("fpu sse avx avx2 fma", ()),
-    ("avx2 avx512f avx512_vnni", ("AVX-512 VNNI",)),
-    ("avx2 avx_vnni avx512_vnni amx_tile amx_int8 amx_bf16", ("AVX-512 VNNI", "AVX-VNNI", "AMX-INT8")),
-])
-def test_int8_instructions_come_from_the_cpus_flags(tmp_path, flags, expected):
-    from helpers.fastpath import cpu_int8_instructions
-
-    info = tmp_path / "cpuinfo"
-    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
-    assert cpu_int8_instructions(info) == expected
-    assert cpu_int8_instructions(tmp_path / "missing") is None
-
-
 def test_int8_sentence_states_this_runs_cpu_and_ratio():
     """02's text once said INT8 won "(AVX-512 VNNI here)" on a machine that had AVX2 only."""
     env = {"host": {"cpu_model": "AMD EPYC 7B13"}, "threads": {"ort_intra_op": 2}}

@@ -9,7 +9,8 @@ import pytest
 
 from helpers import machine
 from helpers.errors import BackendError, ConfigError
-from helpers.machine import GpuInfo, apply_visible_devices, parse_driver_header, parse_gpu_query
+from helpers.machine import (INT8_INSTRUCTIONS, GpuInfo, apply_visible_devices, cpu_flags, cpu_int8_instructions,
+                             cpu_summary, parse_driver_header, parse_gpu_query)
 
 SMI_HEADER = """
 +-----------------------------------------------------------------------------------------+
@@ -125,3 +126,22 @@ def test_host_summary_and_versions_of_this_machine():
     versions = machine.package_versions()
     assert "numpy" in versions and "onnx" in versions
     assert "tensorrt_rtx_cu13_bindings" in versions  # the test environment installs TensorRT-RTX
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse avx avx2 fma", ()),
+    ("avx2 avx512f avx512_vnni", ("AVX-512 VNNI",)),
+    ("avx2 avx_vnni avx512_vnni amx_tile amx_int8 amx_bf16", ("AVX-512 VNNI", "AVX-VNNI", "AMX-INT8")),
+])
+def test_int8_instructions_come_from_the_cpus_flags(tmp_path, flags, expected):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert cpu_int8_instructions(info) == expected
+    assert cpu_int8_instructions(tmp_path / "missing") is None
+    assert cpu_flags(info)[-1] == flags.split()[-1] and cpu_flags(tmp_path / "missing") is None
+
+
+def test_cpu_summary_names_this_cpu():
+    cpu = cpu_summary()
+    assert cpu["model"] and cpu["cpus"] >= 1 and isinstance(cpu["flags"], list)
+    assert set(cpu["int8_instructions"]) <= set(INT8_INSTRUCTIONS.values())

@@ -34,3 +34,27 @@ def test_a_corrupt_onnx_file_is_a_clear_export_error(tmp_path, damage):
 def test_a_missing_onnx_file_names_the_notebook_to_run(tmp_path):
     with pytest.raises(MissingArtifactError, match="02_onnx_export"):
         io_specs_from_onnx(tmp_path / "none.onnx")
+
+
+def test_every_onnx_file_is_read_through_the_one_loader():
+    """A direct ``onnx.load`` of a file anywhere in helpers would bring back protobuf's raw errors for a damaged
+    file (bytes just made in memory, e.g. by the exporter, are parsed where they are made)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "helpers"
+    direct = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("load", "load_model")
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "onnx"):
+                direct.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert direct == ["helpers/export.py:" + str(_loader_line(root / "export.py"))]
+
+
+def _loader_line(export: "Path") -> int:
+    """The line of ``onnx.load`` inside :func:`helpers.export.load_onnx`."""
+    lines = export.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("def load_onnx("))
+    return next(i + 1 for i in range(start, len(lines)) if "onnx.load(" in lines[i])

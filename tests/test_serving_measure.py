@@ -10,7 +10,7 @@ from helpers.backends import Classifier, OrtBackend
 from helpers.errors import ConfigError, ServingError
 from helpers.serving.load import LoadResult, LoadSpec, run_load
 from helpers.serving.measure import (SweepConfig, cases_table, compare_goals, compare_served, in_process_ceiling,
-                                     lscpu_summary, results_record, save_results, sweep)
+                                     results_record, save_results, sweep)
 from serving_fixtures import repository, served, sources  # noqa: F401  (fixtures)
 
 
@@ -63,11 +63,6 @@ def test_goal_arithmetic():
     goals = {g["goal"].split(" ")[0] + str(i): g for i, g in enumerate(compare_goals(rows, {"p50_ms": 3.0}))}
     values = [(g["measured"], g["met"]) for g in goals.values()]
     assert values == [(2.5, True), (1.25, False), (1.5, True)]
-
-
-def test_lscpu_summary_names_the_cpu():
-    cpu = lscpu_summary()
-    assert cpu["model"] != "unknown" and cpu["flags"]
 
 
 def _prediction(p_positive):

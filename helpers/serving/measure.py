@@ -10,9 +10,6 @@ a busy machine inflates every case, so each results file records whether the CPU
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from ..bench.stats import LatencyStats
 from ..bench.system import busy_cpu_warning, capture_environment
 from ..errors import ConfigError, ServingError
 from ..io import atomic_write_json
+from ..machine import cpu_summary
 from .client import PROTOCOLS, make_client, statistics_after, stats_delta, wait_idle
 from .load import LoadSpec, run_load
 
@@ -51,22 +49,6 @@ class SweepConfig:
 
     def requests_at(self, concurrency: int) -> int:
         return max(self.requests, self.min_requests_per_client * concurrency)
-
-
-def lscpu_summary() -> dict[str, Any]:
-    """The CPU's model name and feature flags from ``lscpu`` (``/proc/cpuinfo`` where lscpu is missing)."""
-    text = ""
-    if shutil.which("lscpu"):
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30, check=False).stdout
-    fields = dict(re.findall(r"^([^:\n]+):\s*(.*)$", text, flags=re.MULTILINE))
-    if not fields and Path("/proc/cpuinfo").is_file():
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        fields = {k.strip().replace("model name", "Model name").replace("flags", "Flags"): v
-                  for k, v in re.findall(r"^(model name|flags)\s*:\s*(.*)$", cpuinfo, flags=re.MULTILINE)}
-    flags = fields.get("Flags", "").split()
-    return {"model": fields.get("Model name", "unknown"), "cpus": fields.get("CPU(s)"),
-            "flags": flags, "amx": sorted(f for f in flags if f.startswith("amx")),
-            "avx512_vnni": "avx512_vnni" in flags}
 
 
 def in_process_ceiling(classifier: Any, texts: Sequence[str], requests: int) -> dict[str, Any]:
@@ -179,7 +161,7 @@ def results_record(rows: list[dict[str, Any]], ceiling: dict[str, Any], *, confi
     """The results JSON: cases, ceiling, goals, and the machine (with lscpu's model and flags) and whether it was busy."""
     env = env if env is not None else capture_environment()
     busy = busy_cpu_warning(env)
-    return {"kind": "serving-load", "environment": env, "cpu": lscpu_summary(), "busy_machine": busy,
+    return {"kind": "serving-load", "environment": env, "cpu": cpu_summary(), "busy_machine": busy,
             "reference": busy is None and not note, "note": note, "sweep": asdict(config), "server": server,
             "repository": repository, "ceiling": ceiling, "cases": rows, "goals": compare_goals(rows, ceiling)}
 
