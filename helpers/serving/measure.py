@@ -108,7 +108,7 @@ def compare_served(expected: Any, served: Sequence[Any], backend_kind: str) -> d
 def sweep(url_for: dict[str, str], texts: Sequence[str], config: SweepConfig = SweepConfig(),
           progress: bool = True) -> list[dict[str, Any]]:
     """Every (protocol, model, concurrency) case against the server whose ``url_for[protocol]`` are given."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     cases = [(p, label, model, c) for p in config.protocols for label, model in config.models for c in config.concurrencies]
     rows = []
