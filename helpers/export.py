@@ -35,7 +35,8 @@ from .io import atomic_write
 
 #: File name of each ONNX variant inside artifacts/onnx/ (written by notebook 02, read by 04-06).
 ONNX_FILES: dict[str, str] = {"plain": "model.onnx", "fused": "model.fused.onnx", "int8": "model.int8.onnx",
-                              "fp16": "model.fp16.onnx", "fused-fp16": "model.fused.fp16.onnx"}
+                              "fp16": "model.fp16.onnx", "fused-fp16": "model.fused.fp16.onnx",
+                              "fused-fp16-rightpad": "model.fused.fp16.rightpad.onnx"}
 
 #: Lowest opset with ONNX ``LayerNormalization``.
 MIN_OPSET = 17

@@ -32,8 +32,8 @@ from .config import resolve_profile
 from .errors import ConfigError
 from .export import ONNX_FILES, onnx_from_classifier
 from .machine import cpu_int8_instructions
-from .onnx_variants import (SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport, fp16_onnx_from_plain,
-                            fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from)
+from .onnx_variants import (RIGHT_PADDED_GPU_FUSION, SKIP_LAYER_NORM_OPTIMIZER, FusionConfig, VariantReport,
+                            fp16_onnx_from_plain, fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from)
 
 #: Name of PyTorch fp32 eager, the baseline of every speed-up.
 PYTORCH = "pytorch fp32 eager"
@@ -253,6 +253,8 @@ def write_fast_path(plain: str | os.PathLike[str], folder: str | os.PathLike[str
             out["int8"] = int8_onnx_from(source.path, folder / ONNX_FILES["int8"], disabled_optimizers=disabled)
     out["fp16"] = fp16_onnx_from_plain(plain, folder / ONNX_FILES["fp16"])
     out["fused-fp16"] = fused_fp16_onnx_from_plain(plain, folder / ONNX_FILES["fused-fp16"])
+    out["fused-fp16-rightpad"] = fused_fp16_onnx_from_plain(plain, folder / ONNX_FILES["fused-fp16-rightpad"],
+                                                            RIGHT_PADDED_GPU_FUSION)
     return out
 
 

@@ -253,6 +253,9 @@ def fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLike
 # ------------------------------------------------------------------------------------------ fused fp16
 #: Fusion options of the GPU graph: on a GPU the SkipLayerNormalization kernel is the fast one.
 GPU_FUSION = FusionConfig(skip_layer_norm=True)
+#: The same with the 1-D mask index, which lets ONNX Runtime CUDA use its fused attention kernels but is right
+#: only for right-padded rows (helpers.backends.padding routes each batch to the graph that is right for it).
+RIGHT_PADDED_GPU_FUSION = FusionConfig(skip_layer_norm=True, raw_attention_mask=False)
 
 
 def fused_fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLike[str],
@@ -264,8 +267,13 @@ def fused_fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.Pa
     ``Attention``'s ``mask_filter_value`` (the optimizer copies bert4torch's ``finfo(float32).min``) to
     :data:`FP16_MASK_VALUE`; convert to FP16 with ``keep_io_types`` (int32 ids in, float32 logits out).
     ONNX Runtime's fused kernels keep their reductions (softmax, layer norm) in FP32 internally.
+
+    With :data:`GPU_FUSION` (the raw 2-D mask) the graph is right for any padding and is written as variant
+    ``fused-fp16``; with :data:`RIGHT_PADDED_GPU_FUSION` (the 1-D mask index) it is right for right-padded rows
+    only and is written as ``fused-fp16-rightpad``.
     """
     source, path = Path(source), Path(path)
+    variant = "fused-fp16" if config.raw_attention_mask else "fused-fp16-rightpad"
     optimized, _, layers = _fuse(source, config, use_gpu=True)
     replaced = fp16_safe_constants(optimized.model)
     lowest = float(np.finfo(np.float16).min)
@@ -278,10 +286,12 @@ def fused_fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.Pa
     optimized.convert_float_to_float16(keep_io_types=True)
     optimized.topological_sort(is_deterministic=True)
     set_metadata(optimized.model, _derived_metadata(
-        source, "fused-fp16", "fp16", fp16_mask_value=str(FP16_MASK_VALUE),
-        fusion=json.dumps({**asdict(config), "use_gpu": True})))
+        source, variant, "fp16", fp16_mask_value=str(FP16_MASK_VALUE),
+        fusion=json.dumps({**asdict(config), "use_gpu": True}),
+        attention_mask="raw 2-D mask: any padding" if config.raw_attention_mask else
+        "1-D mask index: right-padded rows only"))
     # save_model_to_file (not save_onnx) adds the com.microsoft opset import that the contrib ops need
     atomic_write(path, lambda tmp: optimized.save_model_to_file(str(tmp)))
     counts = op_counts(optimized.model)
-    return VariantReport(path, "fused-fp16", source, counts, {"attention_fused": counts.get("Attention", 0),
-                                                              "layers": layers, "mask_values_replaced": replaced})
+    return VariantReport(path, variant, source, counts, {"attention_fused": counts.get("Attention", 0),
+                                                         "layers": layers, "mask_values_replaced": replaced})

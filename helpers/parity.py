@@ -82,6 +82,28 @@ def edge_parity(reference: Backend, candidate: Backend, feeds: dict[str, tuple[n
             for case, (ids, seg) in feeds.items()]
 
 
+def padding_route_parity(router: Any, vocab_size: int, batch: int = 16, seq_len: int = 64,
+                         seed: int = 0) -> dict[str, Any]:
+    """Check a :class:`~helpers.backends.padding.RightPaddingRouter` where its two graphs differ.
+
+    Right-padded rows (random lengths) go to the fast graph and must agree with the exact graph on them; rows
+    with id 0 inside go to the exact graph, so the router's logits must equal the exact graph's bit for bit.
+    Returns both comparisons and the routes the router took."""
+    ids, seg = sample_feed(batch, seq_len, vocab_size, seed=seed, pad_inside=False)
+    keep = np.random.default_rng(seed).integers(1, seq_len + 1, size=batch)
+    for row, k in enumerate(keep):
+        ids[row, k:] = 0
+    before = dict(router.calls)
+    right = compare_logits(f"{batch}x{seq_len} right-padded", router.exact.predict_logits(ids, seg),
+                           router.predict_logits(ids, seg))
+    inner_ids, inner_seg = sample_feed(batch, seq_len, vocab_size, seed=seed + 1, pad_inside=True)
+    inner = compare_logits(f"{batch}x{seq_len} id 0 inside rows", router.exact.predict_logits(inner_ids, inner_seg),
+                           router.predict_logits(inner_ids, inner_seg))
+    routes = {k: router.calls[k] - before[k] for k in before}
+    return {"right_padded": right.to_dict(), "inner_zeros": inner.to_dict(), "routes": routes,
+            "passed": routes == {"fast": 1, "exact": 1} and inner.max_abs_diff == 0.0}
+
+
 def accuracy(label_ids: np.ndarray, truth: np.ndarray) -> float:
     """Share of predictions equal to the true label ids."""
     return float(np.mean(np.asarray(label_ids) == np.asarray(truth)))

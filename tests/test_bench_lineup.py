@@ -50,7 +50,8 @@ def test_cpu_lineup_builds_and_records_gpu_skips(arch_set):
         assert lineup.backends["onnxruntime"].describe()["intra_op_threads"] == 1
         reasons = {s.backend: s.reason for s in lineup.skipped}
         assert set(reasons) == {"pytorch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graph", "torch-compile",
-                                "ort-cuda", "ort-cuda-fused", "tensorrt-fp32", "tensorrt-fp16"}
+                                "ort-cuda", "ort-cuda-fused", "ort-cuda-fused-rightpad", "tensorrt-fp32",
+                                "tensorrt-fp16"}
         assert all("no CUDA GPU here" in r for r in reasons.values())
         ms, _ = time_side_by_side(lineup.backends, [Shape(1, 16)], TimingConfig(warmup=1, iters=2, rounds=1),
                                   model="arch-tiny", vocab_size=arch.vocab_size, reference=lineup.reference, log=None)

@@ -267,9 +267,13 @@ def test_speed_study_and_fast_path_on_tiny(exported, tmp_path):
     fused_recipe = next(r for r in RECIPES if r.graph == "fused" and not r.int8 and not r.skip_layer_norm)
     int8_recipe = next(r for r in RECIPES if r.graph == "fused" and r.int8 and r.skip_layer_norm)
     out = write_fast_path(exported.path, tmp_path, fused=fused_recipe, int8=int8_recipe)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp16.onnx", "model.fused.fp16.onnx", "model.fused.onnx",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp16.onnx", "model.fused.fp16.onnx",
+                                                          "model.fused.fp16.rightpad.onnx", "model.fused.onnx",
                                                           "model.int8.onnx"]
-    assert out["fused-fp16"].count("Attention") == LAYERS
+    assert out["fused-fp16"].count("Attention") == LAYERS == out["fused-fp16-rightpad"].count("Attention")
+    assert onnx_metadata(out["fused-fp16"].path)["attention_mask"].startswith("raw 2-D mask")
+    assert onnx_metadata(out["fused-fp16-rightpad"].path)["variant"] == "fused-fp16-rightpad"
+    assert onnx_metadata(out["fused-fp16-rightpad"].path)["attention_mask"].startswith("1-D mask index")
     assert onnx_metadata(out["fused"].path)["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
     assert onnx_metadata(out["int8"].path)["ort_disabled_optimizers"] == []
     assert out["int8"].count("QAttention") == LAYERS

@@ -42,6 +42,36 @@ def test_gpu_choice_on_a_cpu_machine_falls_back_with_reasons(tmp_path):
     assert any(r.startswith("fused-fp16:") and "CUDAExecutionProvider" in r for r in choice.passed_over)
 
 
+def test_a_tensorrt_runtime_that_refuses_this_gpu_is_passed_over(tmp_path, monkeypatch):
+    import helpers.backends.onnxruntime_cuda as ort_cuda
+    import helpers.machine as machine
+    import helpers.trt.compat as compat
+
+    for name in ("e.plan", "f.onnx", "fr.onnx", "i.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    files = {"tensorrt": "e.plan", "fused-fp16": "f.onnx", "fused-fp16-rightpad": "fr.onnx", "int8": "i.onnx"}
+    rtx = type("tensorrt_rtx_bindings", (), {"__version__": "1.7.1.116", "Runtime": object})
+    monkeypatch.setattr(compat, "import_tensorrt", lambda flavour=None: rtx)
+    monkeypatch.setattr(compat, "flavour_of", lambda trt: "tensorrt-rtx")
+    monkeypatch.setattr(machine, "gpu_identity", lambda device=0: machine.GpuInfo(0, "NVIDIA H200", "9.0", 143771))
+    monkeypatch.setattr(ort_cuda, "cuda_provider_missing_reason", lambda: None)
+    choice = choose_backend(tmp_path, files, device="gpu")
+    assert choice.kind == "ort-cuda-fused-fp16" and choice.fast_path == tmp_path / "fr.onnx"
+    assert choice.passed_over[0].startswith("tensorrt: TensorRT-RTX's runtime does not run on compute capability 9.0")
+    assert "fr.onnx for right-padded batches" in choice.describe()
+
+
+def test_a_gpu_repository_carries_every_gpu_file_and_the_cpu_fallback(tmp_path):
+    from helpers.serving.repository import Sources, model_files
+
+    onnx = {k: tmp_path / f"{k}.onnx" for k in ("plain", "fused", "int8", "fp16", "fused-fp16", "fused-fp16-rightpad")}
+    sources = Sources(tmp_path / "vocab.txt", ["negative", "positive"], 32, onnx, engine=tmp_path / "model.fp16.plan")
+    assert set(model_files(sources, "cpu")) == {"int8"}
+    assert set(model_files(sources, "gpu")) == {"tensorrt", "fused-fp16", "fused-fp16-rightpad", "fp16", "int8"}
+    del onnx["fused-fp16"]  # a companion never comes without its graph
+    assert set(model_files(sources, "gpu")) == {"tensorrt", "fp16", "int8"}
+
+
 def test_core_answers_good_requests_and_refuses_bad_ones(repository, sources, tokenizer, sentences):  # noqa: F811
     core = SentimentCore(repository.root / "sentiment" / "1")
     assert isinstance(core.choice, BackendChoice) and core.choice.kind == "ort-cpu-plain"

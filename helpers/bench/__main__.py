@@ -78,8 +78,10 @@ def measure(a: argparse.Namespace) -> BenchResult:
     arch = architecture_model(a.arch)
     name = f"arch-{arch.profile}"
     gpu = tuple(x for x in a.gpu.split(",") if x)
-    gpu_variants = {"ort-cuda": "fp16", "ort-cuda-fused": "fused-fp16"}
-    variants = ("plain", "fused", "int8") + tuple(v for k, v in gpu_variants.items() if k in gpu and has_cuda())
+    gpu_variants = {"ort-cuda": ("fp16",), "ort-cuda-fused": ("fused-fp16",),
+                    "ort-cuda-fused-rightpad": ("fused-fp16", "fused-fp16-rightpad")}
+    variants = ("plain", "fused", "int8") + tuple(dict.fromkeys(
+        v for k, vs in gpu_variants.items() if k in gpu and has_cuda() for v in vs))
     onnx = ensure_onnx_set(arch, Path(a.onnx_dir) / name, variants)
     shapes = parse_shapes(a.shapes)
     compile_shapes = {(s.batch, s.seq_len) for s in parse_shapes(a.compile_shapes)}

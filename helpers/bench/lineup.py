@@ -11,6 +11,7 @@ Names used in results (the key of each backend):
 | ``torch-compile-fp16-<mode>`` | ``torch.compile`` fp16 | GPU |
 | ``ort-cuda-fp16-graph`` | ONNX Runtime CUDA, FP16 graph of standard ops, I/O binding + CUDA graph | GPU, needs onnxruntime-gpu |
 | ``ort-cuda-fused-fp16-graph`` | the same on the GPU-fused FP16 graph (``Attention``, SkipLayerNorm) | GPU, needs onnxruntime-gpu |
+| ``ort-cuda-fused-fp16-rightpad-graph`` | the same, right-padded batches on the 1-D mask index graph (fused attention kernels), others on the exact one (:mod:`helpers.backends.padding`) | GPU, needs onnxruntime-gpu |
 | ``tensorrt-fp32`` / ``tensorrt-fp16`` | TensorRT engines from notebook 04 | GPU, needs TensorRT |
 
 A backend that cannot be built here (no GPU, no onnxruntime-gpu, no TensorRT, a missing file) is not an
@@ -28,13 +29,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..backends.base import Backend
+from ..backends.padding import route_by_padding
 from ..errors import BackendError, EngineMismatchError, ExportError, MissingArtifactError, TensorRTUnavailableError
 from .harness import Skip
 from .system import ThreadSettings
 
 CPU_BACKENDS: tuple[str, ...] = ("pytorch", "onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
 GPU_BACKENDS: tuple[str, ...] = ("pytorch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graph", "torch-compile",
-                                 "ort-cuda", "ort-cuda-fused", "tensorrt-fp32", "tensorrt-fp16")
+                                 "ort-cuda", "ort-cuda-fused", "ort-cuda-fused-rightpad", "tensorrt-fp32", "tensorrt-fp16")
 #: Speedups are reported over PyTorch fp32 eager on the same kind of device.
 BASELINES = {"cpu": "pytorch", "cuda": "pytorch-cuda"}
 #: Reference backends for logits and predictions, in order of preference (both PyTorch fp32 eager).
@@ -48,8 +50,8 @@ _ORT_VARIANTS = {"onnxruntime": "plain", "onnxruntime-fused": "fused", "onnxrunt
 
 @dataclass(frozen=True)
 class LineupConfig:
-    """Which backends to build. ``cpu`` / ``gpu`` list the names above (``torch-compile``, ``ort-cuda`` and
-    ``ort-cuda-fused`` stand for their configured variants)."""
+    """Which backends to build. ``cpu`` / ``gpu`` list the names above (``torch-compile``, ``ort-cuda``,
+    ``ort-cuda-fused`` and ``ort-cuda-fused-rightpad`` stand for their configured variants)."""
 
     cpu: tuple[str, ...] = CPU_BACKENDS
     gpu: tuple[str, ...] = GPU_BACKENDS
@@ -166,11 +168,19 @@ def build_lineup(model: Any, onnx: Mapping[str, Path], *, name: str, threads: Th
         elif key == "torch-compile":
             cfg = TorchCudaConfig(mode="compile", compile_mode=config.compile_mode)
             _try(lineup, cfg.name, lambda: TorchCudaBackend(model, cfg))
-        elif key in ("ort-cuda", "ort-cuda-fused"):
+        elif key in ("ort-cuda", "ort-cuda-fused", "ort-cuda-fused-rightpad"):
             cfg_o = OrtCudaConfig(cuda_graph=config.ort_cuda_graph, max_shapes=config.graph_max_shapes)
-            variant = "fp16" if key == "ort-cuda" else "fused-fp16"
+            variant = {"ort-cuda": "fp16", "ort-cuda-fused": "fused-fp16", "ort-cuda-fused-rightpad": "fused-fp16-rightpad"}[key]
             label = f"ort-cuda-{variant}" + ("-graph" if config.ort_cuda_graph else "")
-            _try(lineup, label, lambda v=variant, n=label: OrtCudaBackend(_need(onnx.get(v), n), cfg_o, precision="fp16", name=n))
+
+            def ort_cuda(v: str, n: str) -> Backend:
+                return OrtCudaBackend(_need(onnx.get(v), n), cfg_o, precision="fp16", name=n)
+
+            if key == "ort-cuda-fused-rightpad":  # the exact graph for any batch, the fast one where it is right
+                _try(lineup, label, lambda n=label: route_by_padding(ort_cuda("fused-fp16", n + " (exact)"),
+                                                                     ort_cuda("fused-fp16-rightpad", n + " (fast)"), name=n))
+            else:
+                _try(lineup, label, lambda v=variant, n=label: ort_cuda(v, n))
         else:
             precision = key.split("-")[1]
             _try(lineup, key, lambda p=precision: _tensorrt_backend((engines or {}).get(p), p, onnx),

@@ -56,10 +56,11 @@ def ensure_onnx_set(arch: ArchitectureModel, folder: str | os.PathLike[str], var
 
     The recipe is notebook 02's: plain export (attention scale as a division) -> ONNX Runtime fused graph
     (SkipLayerNormalization fusion off) -> dynamic INT8 of the fused graph; FP16 from the plain export; the
-    GPU-fused FP16 graph from the plain export.
+    GPU-fused FP16 graphs (raw 2-D mask, and 1-D mask index for right-padded batches) from the plain export.
     """
     from ..export import onnx_from_classifier
-    from ..onnx_variants import fp16_onnx_from_plain, fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from
+    from ..onnx_variants import (RIGHT_PADDED_GPU_FUSION, fp16_onnx_from_plain, fused_fp16_onnx_from_plain,
+                                 fused_onnx_from_plain, int8_onnx_from)
 
     paths = onnx_paths(folder)
     unknown = [v for v in variants if v not in paths]
@@ -72,13 +73,16 @@ def ensure_onnx_set(arch: ArchitectureModel, folder: str | os.PathLike[str], var
         "int8": lambda: int8_onnx_from(paths["fused"], paths["int8"]),
         "fp16": lambda: fp16_onnx_from_plain(paths["plain"], paths["fp16"]),
         "fused-fp16": lambda: fused_fp16_onnx_from_plain(paths["plain"], paths["fused-fp16"]),
+        "fused-fp16-rightpad": lambda: fused_fp16_onnx_from_plain(paths["plain"], paths["fused-fp16-rightpad"],
+                                                                  RIGHT_PADDED_GPU_FUSION),
     }
-    needs = {"plain": (), "fused": ("plain",), "int8": ("fused",), "fp16": ("plain",), "fused-fp16": ("plain",)}
+    needs = {"plain": (), "fused": ("plain",), "int8": ("fused",), "fp16": ("plain",), "fused-fp16": ("plain",),
+             "fused-fp16-rightpad": ("plain",)}
     required = set(variants)
-    for v in ("int8", "fp16", "fused-fp16", "fused"):  # dependants before what they depend on
+    for v in ("int8", "fp16", "fused-fp16", "fused-fp16-rightpad", "fused"):  # dependants before what they depend on
         if v in required:
             required.update(needs[v])
-    for v in ONNX_FILES:  # plain, fused, int8, fp16, fused-fp16: each after what it is made from
+    for v in ONNX_FILES:  # plain, fused, int8, fp16, fused-fp16(-rightpad): each after what it is made from
         if v in required and not paths[v].is_file():
             if log is not None:
                 log(f"writing {paths[v].name} ({arch.profile} architecture) ...")

@@ -41,6 +41,9 @@ SERVING_FILE = "serving.json"
 #: Preference order of model files per device (keys of ``serving.json``'s ``files``).
 CPU_ORDER: tuple[str, ...] = ("int8", "fused", "plain")
 GPU_ORDER: tuple[str, ...] = ("tensorrt", "fused-fp16", "fp16")
+#: Model files that ride along with another: the GPU-fused FP16 graph's twin with the 1-D mask index, which the
+#: served model uses for its (always right-padded) batches through :mod:`helpers.backends.padding`.
+COMPANIONS: dict[str, str] = {"fused-fp16": "fused-fp16-rightpad"}
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,13 @@ class BackendChoice:
     kind: str
     path: Path
     passed_over: tuple[str, ...] = ()
+    #: the right-padded fast graph beside ``path`` (see :data:`COMPANIONS`), where present
+    fast_path: Path | None = None
 
     def describe(self) -> str:
         why = f" ({'; '.join(self.passed_over)})" if self.passed_over else ""
-        return f"{self.kind}: {self.path.name}{why}"
+        fast = f" (+ {self.fast_path.name} for right-padded batches)" if self.fast_path else ""
+        return f"{self.kind}: {self.path.name}{fast}{why}"
 
 
 def choose_backend(folder: Path, files: dict[str, str], device: str = "cpu") -> BackendChoice:
@@ -68,17 +74,14 @@ def choose_backend(folder: Path, files: dict[str, str], device: str = "cpu") -> 
                 passed.append(f"{kind}: no file")
                 continue
             if kind == "tensorrt":
-                try:
-                    from ..trt.compat import import_tensorrt
-
-                    import_tensorrt()
-                except SeriesError as exc:
-                    passed.append(f"tensorrt: {exc}")
+                reason = _tensorrt_refusal()
+                if reason is not None:
+                    passed.append(f"tensorrt: {reason}")
                     continue
                 return BackendChoice("tensorrt", present[kind], tuple(passed))
             reason = cuda_provider_missing_reason()
             if reason is None:
-                return BackendChoice(f"ort-cuda-{kind}", present[kind], tuple(passed))
+                return BackendChoice(f"ort-cuda-{kind}", present[kind], tuple(passed), present.get(COMPANIONS.get(kind, "")))
             passed.append(f"{kind}: {reason}")
     for kind in CPU_ORDER:
         if kind in present:
@@ -86,6 +89,18 @@ def choose_backend(folder: Path, files: dict[str, str], device: str = "cpu") -> 
         passed.append(f"{kind}: no file")
     raise BackendError(f"serving: no model file to run in {folder} ({'; '.join(passed)}); rewrite the model repository "
                        "after running 02_onnx_export.")
+
+
+def _tensorrt_refusal(device_id: int = 0) -> str | None:
+    """Why no TensorRT engine can run on GPU ``device_id`` here (none installed, or a flavour whose runtime refuses
+    this GPU, e.g. TensorRT-RTX on compute capability 9.0), or None."""
+    from ..machine import gpu_identity
+    from ..trt.compat import flavour_of, import_tensorrt, runtime_refusal
+
+    try:
+        return runtime_refusal(flavour_of(import_tensorrt()), gpu_identity(device_id).compute_capability)
+    except SeriesError as exc:
+        return str(exc)
 
 
 def open_backend(choice: BackendChoice, *, threads: int = 0, device_id: int = 0) -> Backend:
@@ -97,7 +112,15 @@ def open_backend(choice: BackendChoice, *, threads: int = 0, device_id: int = 0)
     if choice.kind.startswith("ort-cuda-"):
         from ..backends.onnxruntime_cuda import OrtCudaBackend, OrtCudaConfig
 
-        return OrtCudaBackend(choice.path, OrtCudaConfig(device_id=device_id), precision="fp16", name=choice.kind)
+        def ort_cuda(path: Path, name: str) -> Backend:
+            return OrtCudaBackend(path, OrtCudaConfig(device_id=device_id), precision="fp16", name=name)
+
+        if choice.fast_path is None:
+            return ort_cuda(choice.path, choice.kind)
+        from ..backends.padding import route_by_padding
+
+        return route_by_padding(ort_cuda(choice.path, choice.kind + " (exact)"),
+                                ort_cuda(choice.fast_path, choice.kind + " (fast)"), name=choice.kind + "-rightpad")
     from ..backends.onnxruntime import OrtBackend, OrtConfig
 
     return OrtBackend(choice.path, OrtConfig(intra_op_threads=threads or None))

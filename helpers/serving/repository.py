@@ -38,7 +38,8 @@ from typing import Any, Sequence
 from ..errors import ConfigError, MissingArtifactError
 from ..export import ONNX_FILES
 from ..io import atomic_dir, atomic_write_json, atomic_write_text
-from .model import CPU_ORDER, GPU_ORDER, INPUT_IDS, LABEL, LOGITS, PROBABILITIES, SEGMENT_IDS, SERVING_FILE, TEXT, ServingSpec
+from .model import (COMPANIONS, CPU_ORDER, GPU_ORDER, INPUT_IDS, LABEL, LOGITS, PROBABILITIES, SEGMENT_IDS, SERVING_FILE,
+                    TEXT, ServingSpec)
 
 PYTHON_MODELS = {"sentiment": "SentimentModel", "tokenizer": "TokenizerModel", "postprocess": "PostprocessModel"}
 #: Models of the repository that the Python backend alone can load (everything this machine's server has).
@@ -256,15 +257,21 @@ def _version_folder(folder: Path, sources: Sources, files: dict[str, Path], conf
 
 
 def model_files(sources: Sources, device: str) -> dict[str, Path]:
-    """The model files a Python model gets: the best for ``device`` plus the best CPU file as a fallback."""
+    """The model files a Python model gets: on a GPU every GPU file present (the model picks at load time, since
+    whether e.g. a TensorRT engine can run depends on the serving machine) with their companions, plus the best
+    CPU file as a fallback."""
     available = dict(sources.onnx)
     if sources.engine is not None:
         available["tensorrt"] = sources.engine
     files: dict[str, Path] = {}
-    for order in ((GPU_ORDER,) if device == "gpu" else ()) + (CPU_ORDER,):
-        kind = next((k for k in order if k in available), None)
-        if kind is not None:
+    if device == "gpu":
+        for kind in (k for k in GPU_ORDER if k in available):
             files[kind] = available[kind]
+            if COMPANIONS.get(kind) in available:
+                files[COMPANIONS[kind]] = available[COMPANIONS[kind]]
+    kind = next((k for k in CPU_ORDER if k in available), None)
+    if kind is not None:
+        files[kind] = available[kind]
     return files
 
 
