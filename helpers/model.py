@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .config import CHECKPOINT_META_FILE, ArtifactPaths, ModelProfile
+from .data import Split, save_length_stats, save_split, split_mismatch
 from .errors import CheckpointError, ConfigError
 from .io import atomic_dir, atomic_write_json, read_json, sha256_file
 from .tokenizer import SentenceTokenizer, load_vocab, save_vocab
@@ -243,7 +244,7 @@ def save_trained_model(
     model: SentimentClassifier,
     vocab: Sequence[str],
     *,
-    split: Any,
+    split: Split,
     length_stats: Mapping[str, Any],
     max_len: int,
     meta: Mapping[str, Any] | None = None,
@@ -254,11 +255,9 @@ def save_trained_model(
 
     Both folders are written completely under temporary names before either replaces anything, so a run that
     fails or is refused leaves the model already kept - checkpoint and data alike - byte for byte as it was.
-    ``split`` is a :class:`helpers.data.Split`; the checkpoint records its hash, which every reader of
-    ``data/`` and ``checkpoint/`` compares (see :func:`helpers.data.split_mismatch`).
+    The checkpoint records ``split``'s hash, which every reader of ``data/`` and ``checkpoint/`` compares
+    (see :func:`helpers.data.split_mismatch`).
     """
-    from .data import save_length_stats, save_split
-
     refuse_to_replace(paths.checkpoint, overwrite)
     meta = {**dict(meta or {}), "split_hash": split.hash, "data_source": split.source}
 
@@ -323,8 +322,6 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkp
     _verify_files(path, meta)
     root = path.resolve().parent
     if ArtifactPaths(root).checkpoint == path.resolve():
-        from .data import split_mismatch
-
         problem = split_mismatch(root)
         if problem:
             raise CheckpointError(problem)

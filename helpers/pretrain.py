@@ -126,13 +126,13 @@ class MaskedBatches:
         self.pad_id, self.mask_id = tokenizer.pad_id, vocab.index("[MASK]")
         special = {self.pad_id, tokenizer.unk_id, self.cls_id, self.sep_id, self.mask_id}
         self.regular_ids = np.array([i for i in range(len(vocab)) if i not in special], dtype=np.int64)
-        self._ids: list[list[int] | None] = [None] * len(texts)
+        self._ids: list[np.ndarray | None] = [None] * len(texts)
         self.passes = 0
 
-    def _token_ids(self, i: int) -> list[int]:
+    def _token_ids(self, i: int) -> np.ndarray:
         ids = self._ids[i]
         if ids is None:
-            ids = self._ids[i] = self.tokenizer.token_ids(self.texts[i])
+            ids = self._ids[i] = np.asarray(self.tokenizer.token_ids(self.texts[i]), dtype=np.int32)
         return ids
 
     def sequences(self) -> Iterator[list[int]]:
@@ -143,7 +143,7 @@ class MaskedBatches:
             for i in self.rng.permutation(len(self.texts)).tolist():
                 ids = self._token_ids(i)
                 for start in range(0, len(ids), body):
-                    piece = ids[start:start + body]
+                    piece = ids[start:start + body].tolist()
                     if len(current) + len(piece) + 1 > self.cfg.seq_len - 1:
                         yield [self.cls_id, *current]
                         current = []
@@ -376,26 +376,29 @@ def initial_classifier(profile: ModelProfile, split: Split, encoder: PretrainedE
 
 
 # ---------------------------------------------------------------------------------------------------- showing it
-def fill_masks(encoder: PretrainedEncoder, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
-    """The ``top_k`` tokens (with probabilities) the MLM head proposes for each ``[MASK]`` in ``text``."""
+def fill_masks(encoder: PretrainedEncoder, texts: Sequence[str], top_k: int = 5) -> list[list[list[tuple[str, float]]]]:
+    """For each text, for each ``[MASK]`` in it, the ``top_k`` tokens (with probabilities) the MLM head proposes."""
     tokenizer = SentenceTokenizer(encoder.vocab, max_len=512)
-    mask_id = encoder.vocab.index("[MASK]")
-    pieces = text.split("[MASK]")
-    if len(pieces) < 2:
-        raise ConfigError(f"{text!r} holds no [MASK] to fill; write e.g. '服务很[MASK]'.")
-    ids = [encoder.vocab.index("[CLS]")]
-    for i, piece in enumerate(pieces):
-        ids += tokenizer.token_ids(piece) if piece else []
-        if i < len(pieces) - 1:
-            ids.append(mask_id)
-    ids.append(encoder.vocab.index("[SEP]"))
-    x = torch.tensor([ids])
-    with torch.no_grad():
-        probs = torch.softmax(mlm_scores(encoder.mlm_model(), x)[0].float(), -1)
+    special = {t: encoder.vocab.index(t) for t in ("[CLS]", "[SEP]", "[MASK]")}
+    model = encoder.mlm_model()
     out = []
-    for pos in (x[0] == mask_id).nonzero().flatten().tolist():
-        p, idx = probs[pos].topk(top_k)
-        out.append([(encoder.vocab[j], float(q)) for q, j in zip(p.tolist(), idx.tolist())])
+    for text in texts:
+        pieces = text.split("[MASK]")
+        if len(pieces) < 2:
+            raise ConfigError(f"{text!r} holds no [MASK] to fill; write e.g. '服务很[MASK]'.")
+        ids = [special["[CLS]"]]
+        for i, piece in enumerate(pieces):
+            ids += tokenizer.token_ids(piece) if piece else []
+            if i < len(pieces) - 1:
+                ids.append(special["[MASK]"])
+        x = torch.tensor([ids + [special["[SEP]"]]])
+        with torch.no_grad():
+            probs = torch.softmax(mlm_scores(model, x)[0].float(), -1)
+        guesses = []
+        for pos in (x[0] == special["[MASK]"]).nonzero().flatten().tolist():
+            p, idx = probs[pos].topk(top_k)
+            guesses.append([(encoder.vocab[j], float(q)) for q, j in zip(p.tolist(), idx.tolist())])
+        out.append(guesses)
     return out
 
 

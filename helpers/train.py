@@ -58,9 +58,9 @@ class TrainConfig:
 #: scratch use the profile's ``lr`` and ``scratch_lr``).
 FINETUNE_LR = 2e-5
 
-#: Where the encoder's weights come from: 01's own masked-language-model pretraining, nowhere (random), or a
-#: pretrained Chinese BERT folder (``pretrained_dir``).
-INITS = ("mlm", "scratch", "pretrained_dir")
+#: Where the encoder's weights come from, with the words 01 shows for it: 01's own masked-language-model
+#: pretraining, nowhere (random), or a pretrained Chinese BERT folder (``pretrained_dir``).
+INITS = {"mlm": "pretrained here", "scratch": "from scratch", "pretrained_dir": "from pretrained_dir"}
 
 
 def seed_everything(seed: int) -> None:
@@ -88,7 +88,7 @@ def train_config_from(profile: ModelProfile, *, epochs: int | None = None, batch
     pretraining, ``scratch_lr`` from scratch, :data:`FINETUNE_LR` for a ``pretrained_dir`` BERT.
     """
     if init not in INITS:
-        raise ConfigError(f"init must be one of {INITS}, got {init!r}.")
+        raise ConfigError(f"init must be one of {sorted(INITS)}, got {init!r}.")
     default_lr = {"mlm": profile.lr, "scratch": profile.scratch_lr, "pretrained_dir": FINETUNE_LR}[init]
     return TrainConfig(epochs=epochs or profile.epochs, batch_size=batch_size or profile.batch_size,
                        lr=lr or default_lr, seed=seed, device=device or default_device())
