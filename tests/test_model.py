@@ -7,6 +7,7 @@ import torch
 
 from helpers.config import PROFILES
 from helpers.errors import CheckpointError, ConfigError
+from helpers.io import sha256_file
 from helpers.model import (
     META_FILE, VOCAB_FILE, WEIGHTS_FILE, SentimentClassifier, bert_config, load_checkpoint, load_pretrained,
     save_checkpoint,
@@ -53,6 +54,7 @@ def test_checkpoint_round_trip(tmp_path, tiny_model, tokenizer):
     meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     assert ckpt.labels == ["negative", "positive"] and ckpt.max_len == tokenizer.max_len
     assert {"torch", "bert4torch"} <= set(meta["versions"]) and meta["fingerprint"]
+    assert meta["sha256"] == {n: sha256_file(path / n) for n in (WEIGHTS_FILE, VOCAB_FILE)}
     assert meta["versions"]["bert4torch"] == importlib.metadata.version("bert4torch")  # bert4torch has no __version__
     ids = torch.from_numpy(tokenizer.encode_batch(["质量太差了"]).input_ids)
     with torch.no_grad():
@@ -75,7 +77,7 @@ def test_unreadable_checkpoints_are_explained(tmp_path, tiny_model, tokenizer):
         load_checkpoint(tmp_path / "missing")
     path = _save(tmp_path / "ckpt", tiny_model, tokenizer)
     (path / WEIGHTS_FILE).write_bytes(b"not a pickle")
-    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch state dict"):
+    with pytest.raises(CheckpointError, match="model.pt is not the file this checkpoint was saved with"):
         load_checkpoint(path)
     path = _save(tmp_path / "ckpt2", tiny_model, tokenizer)
     (path / META_FILE).write_text("{", encoding="utf-8")
@@ -84,6 +86,29 @@ def test_unreadable_checkpoints_are_explained(tmp_path, tiny_model, tokenizer):
     path = _save(tmp_path / "ckpt3", tiny_model, tokenizer)
     (path / VOCAB_FILE).unlink()
     with pytest.raises(CheckpointError, match="vocab.txt is missing"):
+        load_checkpoint(path)
+
+
+def test_shuffled_vocab_or_changed_weights_are_refused(tmp_path, tiny_model, tokenizer):
+    """A vocab.txt of the right size in another order loaded silently before and dropped accuracy to chance."""
+    path = _save(tmp_path / "ckpt", tiny_model, tokenizer)
+    lines = (path / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
+    shuffled = lines[:5] + lines[5:][::-1]
+    (path / VOCAB_FILE).write_text("\n".join(shuffled) + "\n", encoding="utf-8")
+    assert len(shuffled) == tokenizer.vocab_size
+    with pytest.raises(CheckpointError, match="vocab.txt is not the file this checkpoint was saved with"):
+        load_checkpoint(path)
+    path = _save(tmp_path / "ckpt2", tiny_model, tokenizer)
+    state = torch.load(path / WEIGHTS_FILE, weights_only=True)
+    state["dense.bias"] = state["dense.bias"] + 1
+    torch.save(state, path / WEIGHTS_FILE)
+    with pytest.raises(CheckpointError, match="model.pt is not the file"):
+        load_checkpoint(path)
+    path = _save(tmp_path / "ckpt3", tiny_model, tokenizer)
+    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    del meta["sha256"]
+    (path / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="records no sha256"):
         load_checkpoint(path)
 
 
