@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", type=Path, help="folder with neg.txt and pos.txt (01's corpus)")
     source.add_argument("--length-stats", type=Path, help="a length_stats.json written by 01_train")
-    parser.add_argument("--arch", default="base", help="model profile of the architecture (default: base = BERT-base)")
+    parser.add_argument("--arch", default="base", help="model size of the architecture (default: base = BERT-base)")
     parser.add_argument("--precisions", default="fp16,fp32", help="comma-separated, from fp32 and fp16")
     parser.add_argument("--batch-sizes", default="1,8,32,64", help="expected batch sizes, as in 04_build_engine")
     parser.add_argument("--max-len", type=int, default=512, help="longest sequence (the profiles' maximum length)")
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     driver, driver_cuda = driver_versions()
     record = {
         "measured_utc": now_utc(),
-        "what": f"{arch.profile} architecture (random weights, vocabulary {arch.vocab_size}) built with "
+        "what": f"{arch.model_size} architecture (random weights, vocabulary {arch.vocab_size}) built with "
                 "helpers.trt.builder.engine_from_onnx, profiles from helpers.trt.profiles.choose_profiles",
         "flavour": features.flavour, "tensorrt_version": features.version,
         "gpu": gpu, "driver": driver, "driver_cuda": driver_cuda, "host": host_summary(), "versions": package_versions(),
