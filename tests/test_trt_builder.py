@@ -56,7 +56,7 @@ def onnx_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("onnx")
     arch = architecture_model("tiny", 120, seed=1)
-    onnx_from_classifier(arch.model, folder / ONNX_FILES["plain"], labels=list(arch.labels), max_len=64, profile="tiny")
+    onnx_from_classifier(arch.model, folder / ONNX_FILES["plain"], labels=list(arch.labels), max_len=64, model_size="tiny")
     fp16_onnx_from_plain(folder / ONNX_FILES["plain"], folder / ONNX_FILES["fp16"])
     return folder
 
