@@ -41,7 +41,7 @@ def test_sidecar_round_trip(built):
     assert sidecar_path(engine).name == "model.fp16.plan.json"
     meta = read_metadata(engine)
     assert meta == meta_for(onnx_path)
-    assert meta.profile_plan().max_batch == 32
+    assert meta.profile_set().max_batch == 32
     record = json.loads(sidecar_path(engine).read_text())
     assert record["input_dtypes"] == {"input_ids": "int32", "segment_ids": "int32"}
     assert record["compute_capability"] == "9.0" and record["tensorrt_version"] == "10.13.0.35"

@@ -55,8 +55,8 @@ def test_io_specs_read_dtypes_from_the_engine():
 
 
 def test_profiles_are_read_from_the_engine():
-    plan = profiles_from_engine(EngineDouble(lean, PROFILES))
-    assert [p.label() for p in plan.profiles] == ["batch 1-1 (opt 1) x length 1-64 (opt 48)",
+    profile_set = profiles_from_engine(EngineDouble(lean, PROFILES))
+    assert [p.label() for p in profile_set.profiles] == ["batch 1-1 (opt 1) x length 1-64 (opt 48)",
                                                   "batch 2-16 (opt 16) x length 1-64 (opt 48)"]
 
 

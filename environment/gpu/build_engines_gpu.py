@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{features.label}; GPUs here: {[g.name for g in visible_gpus()] or 'none'}", flush=True)
 
     stats, stats_source = training_length_stats(args)
-    plan = choose_profiles(stats, args.batch_sizes, max_len=args.max_len)
-    print(f"profiles from {stats_source}: {plan.reason}", flush=True)
+    profile_set = choose_profiles(stats, args.batch_sizes, max_len=args.max_len)
+    print(f"profiles from {stats_source}: {profile_set.reason}", flush=True)
 
     from helpers.bench.models import architecture_model, ensure_onnx_set
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             engine_path = work / "trt" / engine_name(precision)
             print(f"building {engine_path.name} from {onnx_path.name} ...", flush=True)
             try:
-                result = engine_from_onnx(onnx_path, engine_path, plan,
+                result = engine_from_onnx(onnx_path, engine_path, profile_set,
                                           BuildSettings(precision, args.workspace_mib, cache_dir=work / "trt"),
                                           build_environment(trt), trt=trt)
             except SeriesError as exc:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "flavour": features.flavour, "tensorrt_version": features.version,
         "gpu": gpu, "driver": driver, "driver_cuda": driver_cuda, "host": host_summary(), "versions": package_versions(),
         "length_stats": {"source": stats_source, "percentiles": stats.get("percentiles"), "max_len": args.max_len},
-        "batch_sizes": args.batch_sizes, "profiles": plan.to_dicts(), "profile_reason": plan.reason,
+        "batch_sizes": args.batch_sizes, "profiles": profile_set.to_dicts(), "profile_reason": profile_set.reason,
         "workspace_mib": args.workspace_mib, "onnx_export_seconds": export_seconds, "builds": builds,
         "total_seconds": round(time.perf_counter() - started, 1),
     }

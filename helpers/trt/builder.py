@@ -39,7 +39,7 @@ from ..export import ONNX_FILES
 from ..io import atomic_write_bytes, sha256_file
 from . import compat
 from .metadata import EngineMetadata, RunningEnvironment, now_utc, timing_cache_path, write_engine
-from .profiles import ProfilePlan
+from .profiles import ProfileSet
 
 #: The builder's workspace limit unless told otherwise (MiB). BERT-base FP32 at profiles up to 64 x 512
 #: asked for 1,482,348,552 bytes (1,414 MiB) on an H200 and failed with the former 1,024.
@@ -188,9 +188,10 @@ def _new_messages(logger: Any, start: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- building
-def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], plan: ProfilePlan,
-                     settings: BuildSettings, running: RunningEnvironment, trt: Any = None) -> BuildResult:
-    """Build an engine from ``onnx_path`` for ``plan``'s profiles and save it with its metadata sidecar.
+def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str],
+                     profile_set: ProfileSet, settings: BuildSettings, running: RunningEnvironment,
+                     trt: Any = None) -> BuildResult:
+    """Build an engine from ``onnx_path`` for the profiles of ``profile_set`` and save it with its metadata sidecar.
 
     ``running`` says what the engine is built for (:func:`helpers.trt.metadata.build_environment`); it must
     be of the same flavour as ``trt``.
@@ -221,7 +222,7 @@ def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.Pa
 
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
-    for profile in plan.profiles:
+    for profile in profile_set.profiles:
         trt_profile = builder.create_optimization_profile()
         for name, (low, opt, high) in profile.shapes().items():
             trt_profile.set_shape(name, low, opt, high)
@@ -264,7 +265,7 @@ def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.Pa
     meta = EngineMetadata(
         tensorrt_version=features.version, gpu_name=running.gpu_name,
         compute_capability=running.compute_capability, onnx_file=onnx_path.name,
-        onnx_sha256=sha256_file(onnx_path), precision=settings.precision, profiles=tuple(plan.to_dicts()),
+        onnx_sha256=sha256_file(onnx_path), precision=settings.precision, profiles=tuple(profile_set.to_dicts()),
         input_dtypes=io.dtypes("inputs"), flavour=features.flavour, output_dtypes=io.dtypes("outputs"),
         workspace_bytes=settings.workspace_bytes, builder="python-api", build_seconds=round(seconds, 2),
         created=now_utc())

@@ -32,7 +32,7 @@ from ..errors import BackendError, EngineMismatchError, MissingArtifactError
 from ..io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from ..machine import gpu_identity
 from . import compat
-from .profiles import ProfilePlan
+from .profiles import ProfileSet
 
 #: Sidecar format: 2 records the flavour (format 1 did not and is refused with "rebuild").
 FORMAT = 2
@@ -101,8 +101,8 @@ class EngineMetadata:
     created: str = ""
     format: int = FORMAT
 
-    def profile_plan(self) -> ProfilePlan:
-        return ProfilePlan.from_dicts(self.profiles, reason="as recorded in the engine's metadata")
+    def profile_set(self) -> ProfileSet:
+        return ProfileSet.from_dicts(self.profiles, reason="as recorded in the engine's metadata")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
