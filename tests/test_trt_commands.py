@@ -11,15 +11,15 @@ import pytest
 from helpers.errors import BackendError, ConfigError, InputError, TensorRTUnavailableError
 from helpers.trt.builder import BuildSettings
 from helpers.trt.commands import engine_from_trtexec, polygraphy_command, run_command, shell_line, trtexec_command
-from helpers.trt.compat import TrtFeatures, precision_plan
+from helpers.trt.compat import TrtFeatures, precision_spec
 from helpers.trt.metadata import RunningEnvironment, read_metadata
 from helpers.trt.profiles import ProfileSet, ShapeProfile
 from helpers.trt.smoke import smoke_onnx
 
 PROFILE = ShapeProfile(1, 8, 32, 1, 48, 128)
 TRT10 = TrtFeatures("10.13.0.35", fp16_builder_flag=True)
-FP16_10 = precision_plan(TRT10, "fp16")
-FP32_11 = precision_plan(TrtFeatures("11.4.0.106"), "fp32")
+FP16_10 = precision_spec(TRT10, "fp16")
+FP32_11 = precision_spec(TrtFeatures("11.4.0.106"), "fp32")
 H100 = RunningEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
 PROFILE_SET = ProfileSet((ShapeProfile(1, 1, 1, 1, 48, 128), ShapeProfile(2, 32, 32, 1, 48, 128)))
 

@@ -7,7 +7,7 @@
   and removed in 11.x) and filled by ``OnnxParser.parse_from_file``; when parsing fails, every parser error
   is reported in full (description, code, node index, name and operator) with TensorRT's log beside it;
 * precision comes from the graph: FP32 from 02's ``model.onnx``, FP16 from 02's ``model.fp16.onnx`` on
-  every release (:func:`helpers.trt.compat.precision_plan`); the weakly typed ``BuilderFlag.FP16`` is never
+  every release (:func:`helpers.trt.compat.precision_spec`); the weakly typed ``BuilderFlag.FP16`` is never
   set, so 02's FP16 safeguards (FP16-safe mask fill, LayerNorm and Softmax in FP32) always hold;
 * one optimization profile per :class:`~helpers.trt.profiles.ShapeProfile`, each covering both inputs;
 * the workspace limit with ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)`` (not the removed
@@ -104,9 +104,10 @@ def engine_name(precision: str) -> str:
 
 
 def onnx_for(onnx_dir: str | os.PathLike[str], features: compat.TrtFeatures, precision: str) -> Path:
-    """02's ONNX file that the precision plan needs; :class:`MissingArtifactError` naming 02 if absent."""
-    plan = compat.precision_plan(features, precision)
-    path = Path(onnx_dir) / ONNX_FILES[plan.onnx_key]
+    """02's ONNX file that ``precision`` builds from (:func:`~helpers.trt.compat.precision_spec`);
+    :class:`MissingArtifactError` naming 02 if absent."""
+    spec = compat.precision_spec(features, precision)
+    path = Path(onnx_dir) / ONNX_FILES[spec.onnx_key]
     if not path.is_file():
         raise MissingArtifactError(f"{path} is missing (precision {precision} builds {path.name}): "
                                    "run notebook 02_onnx_export first.")
@@ -123,13 +124,13 @@ def onnx_precision(path: str | os.PathLike[str]) -> str:
     return "fp16" if any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer) else "fp32"
 
 
-def check_onnx_precision(path: Path, plan: compat.PrecisionPlan) -> None:
-    """Stop when the ONNX file is not the graph the precision plan needs (e.g. the FP32 graph for FP16)."""
+def check_onnx_precision(path: Path, spec: compat.PrecisionSpec) -> None:
+    """Stop when the ONNX file is not the graph ``spec`` needs (e.g. the FP32 graph for FP16)."""
     found = onnx_precision(path)
-    if found != plan.onnx_variant:
+    if found != spec.onnx_variant:
         raise ConfigError(
-            f"{path.name} is an {found.upper()} graph but precision {plan.precision!r} needs the "
-            f"{plan.onnx_variant.upper()} graph ({ONNX_FILES[plan.onnx_key]}): {plan.explanation}")
+            f"{path.name} is an {found.upper()} graph but precision {spec.precision!r} needs the "
+            f"{spec.onnx_variant.upper()} graph ({ONNX_FILES[spec.onnx_key]}): {spec.explanation}")
 
 
 # ----------------------------------------------------------------------------------------- parse / check
@@ -202,7 +203,7 @@ def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.Pa
     if running.flavour != features.flavour:
         raise ConfigError(f"the build environment is for {running.flavour} but the module is {features.flavour}: "
                           "pass build_environment(trt) for the module you build with.")
-    precision = compat.precision_plan(features, settings.precision)
+    precision = compat.precision_spec(features, settings.precision)
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise MissingArtifactError(f"no ONNX model at {onnx_path}; run notebook 02_onnx_export first.")

@@ -36,7 +36,7 @@ from ..errors import BackendError, ConfigError, TensorRTUnavailableError
 from ..io import atomic_write_text, sha256_file
 from . import compat
 from .builder import BuildResult, BuildSettings, check_onnx_precision
-from .compat import PrecisionPlan
+from .compat import PrecisionSpec
 from .metadata import EngineMetadata, RunningEnvironment, now_utc, timing_cache_path, write_engine
 from .profiles import ProfileSet, ShapeProfile
 
@@ -47,7 +47,7 @@ def _shape_arg(profile_shape: tuple[int, int], names: Sequence[str], sep: str = 
 
 
 def trtexec_command(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
-                    precision: PrecisionPlan, workspace_mib: int,
+                    precision: PrecisionSpec, workspace_mib: int,
                     timing_cache: str | os.PathLike[str] | None = None, trtexec: str = "trtexec",
                     names: Sequence[str] = INPUT_NAMES) -> list[str]:
     """The trtexec argument list that builds ``onnx_path`` into ``engine_path`` with one profile (strongly
@@ -69,7 +69,7 @@ def trtexec_command(onnx_path: str | os.PathLike[str], engine_path: str | os.Pat
     return cmd
 
 
-def polygraphy_command(onnx_path: str | os.PathLike[str], profile_set: ProfileSet, precision: PrecisionPlan,
+def polygraphy_command(onnx_path: str | os.PathLike[str], profile_set: ProfileSet, precision: PrecisionSpec,
                        input_shape: tuple[int, int], vocab_size: int, *, atol: float, rtol: float,
                        workspace_mib: int = 1024, names: Sequence[str] = INPUT_NAMES) -> list[str]:
     """``polygraphy run <onnx> --trt --onnxrt`` with every profile of ``profile_set`` and valid token ids.
@@ -133,7 +133,7 @@ def engine_from_trtexec(onnx_path: str | os.PathLike[str], engine_path: str | os
     if features.flavour != "tensorrt" or running.flavour != "tensorrt":
         raise features.unavailable("trtexec", "it is full TensorRT's tool; build with engine_from_onnx instead.")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    precision = compat.precision_plan(features, settings.precision)
+    precision = compat.precision_spec(features, settings.precision)
     check_onnx_precision(onnx_path, precision)
     cache = timing_cache_path(settings.cache_dir, features.version, running.compute_capability) if settings.cache_dir else None
     reused = cache is not None and cache.is_file()
