@@ -62,7 +62,7 @@ def test_profiles_are_read_from_the_engine():
 
 def test_int64_engines_get_int64_buffers_and_the_right_answers():
     runner, *_ = make_runner(input_type="INT64")
-    assert {b.name: b.dtype.name for b in runner.buffer_plan} == {"input_ids": "int64", "segment_ids": "int64",
+    assert {b.name: b.dtype.name for b in runner.buffer_sizes} == {"input_ids": "int64", "segment_ids": "int64",
                                                                   "logits": "float32"}
     f = feed(3, 7)
     np.testing.assert_array_equal(runner.infer(f)["logits"], expected(f))
@@ -70,7 +70,7 @@ def test_int64_engines_get_int64_buffers_and_the_right_answers():
 
 def test_buffers_are_allocated_once_at_the_profile_maximum():
     runner, _, _, buffers = make_runner()
-    sizes = {b.name: (b.max_shape, b.nbytes) for b in runner.buffer_plan}
+    sizes = {b.name: (b.max_shape, b.nbytes) for b in runner.buffer_sizes}
     assert sizes == {"input_ids": ((16, 64), 16 * 64 * 4), "segment_ids": ((16, 64), 16 * 64 * 4),
                      "logits": ((16, 2), 16 * 2 * 4)}
     for batch, seq in [(1, 5), (16, 64), (3, 17), (1, 64)]:

@@ -38,7 +38,7 @@ from ..config import INPUT_NAMES
 from ..errors import BackendError, EngineMismatchError, InputError, MissingArtifactError
 from ..export import TensorSpec
 from . import compat
-from .buffers import DeviceBuffers, make_buffers, plan_buffers
+from .buffers import DeviceBuffers, make_buffers, size_buffers
 from .profiles import ProfileSet, ShapeProfile
 from .rtx import RtxRuntime, RtxRuntimeSettings, execution_context
 
@@ -135,9 +135,9 @@ class EngineRunner:
             if self._context is None:
                 raise BackendError("TensorRT could not create an execution context (out of GPU memory?): "
                                    + (" | ".join(loaded.logger.errors()) or "no message"))
-            self.buffer_plan = plan_buffers(self.specs, self.profile_set.max_batch, self.profile_set.max_len,
+            self.buffer_sizes = size_buffers(self.specs, self.profile_set.max_batch, self.profile_set.max_len,
                                             max_shapes=self._max_output_shapes())
-            self.buffers.allocate(self.buffer_plan)
+            self.buffers.allocate(self.buffer_sizes)
         except BaseException:
             self._context, self.rtx = None, None  # drop TensorRT's objects while the device is current
             loaded.release()
