@@ -115,7 +115,7 @@ def test_the_original_article_profile_was_tuned_for_51x_the_work():
     assert tuning_mismatch(ShapeProfile(1, 1, 1, 1, 512, 512), 1, 512)["ratio"] == 1.0
 
 
-def test_envelope_spans_the_plan_for_single_profile_tools():
+def test_envelope_spans_the_set_for_single_profile_tools():
     profile_set = choose_profiles(STATS, [1, 8, 32], max_len=512)
     env = profile_set.envelope()
     assert (env.min_shape, env.max_shape) == ((1, 1), (32, 512))
