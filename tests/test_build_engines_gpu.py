@@ -58,11 +58,11 @@ def test_builds_both_precisions_and_records_them(run):
         assert build["built"] and build["engine_bytes"] > 100_000 and build["seconds"] > 0
         assert build["onnx_file"] == ("model.fp16.onnx" if precision == "fp16" else "model.onnx")
         assert build["network"]["outputs"] == {"logits": ["float32", [-1, 2]]}
-        sidecar = json.loads((out / f"model.{precision}.plan.json").read_text(encoding="utf-8"))
+        sidecar = json.loads((out / f"model.{precision}.engine.json").read_text(encoding="utf-8"))
         assert sidecar["profiles"] == record["profiles"] and sidecar["flavour"] == "tensorrt-rtx"
     assert record["builds"]["fp16"]["engine_bytes"] < record["builds"]["fp32"]["engine_bytes"]
     assert record["workspace_mib"] == 4096 and record["length_stats"]["max_len"] == 32
-    assert not (out / "model.fp16.plan").exists()  # engines stay in --work unless --keep-engines
+    assert not (out / "model.fp16.engine").exists()  # engines stay in --work unless --keep-engines
 
 
 @pytest.mark.skipif(bool(visible_gpus()), reason="records what a machine without a GPU answers")

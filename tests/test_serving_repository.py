@@ -67,6 +67,20 @@ def test_tensorrt_config_follows_the_engine_profiles():
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8, 16]
 
 
+def test_the_engine_goes_into_triton_as_model_plan(tmp_path, sources):  # noqa: F811
+    """The series names engine files *.engine; Triton's TensorRT backend loads <model>/1/model.plan."""
+    import dataclasses
+
+    engine = tmp_path / "model.fp16.engine"
+    engine.write_bytes(b"ENGINE")
+    with_engine = dataclasses.replace(sources, engine=engine,
+                                      profile_set=ProfileSet((ShapeProfile(1, 8, 32, 1, 48, 128),)))
+    repository = write_repository(tmp_path / "repo", with_engine)
+    assert "classifier_trt" in repository.models and "classifier_trt" not in repository.skipped
+    assert [p.name for p in (repository.root / "classifier_trt" / "1").iterdir()] == ["model.plan"]
+    assert (repository.root / "classifier_trt" / "1" / "model.plan").read_bytes() == b"ENGINE"
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="device"):
         RepositoryConfig(device="tpu")

@@ -110,7 +110,7 @@ def test_fp16_engine_carries_the_fp16_graph(built):
 
 
 def test_a_damaged_engine_is_malformed_to_tensorrt_rtx(built, tmp_path):
-    damaged = tmp_path / "damaged.plan"
+    damaged = tmp_path / "damaged.engine"
     damaged.write_bytes(b"\0" * 64 + built["fp32"].engine_path.read_bytes()[64:])
     assert "MALFORMED_ENGINE" in engine_validity(damaged, rtx).diagnostics
 
@@ -145,9 +145,9 @@ def test_full_tensorrt_timing_cache_is_written_offered_and_judged_by_tensorrt(tm
     settings = BuildSettings("fp32", 64, cache_dir=tmp_path / "cache")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TensorRT-RTX deprecates its timing cache calls
-        first = engine_from_onnx(onnx_path, tmp_path / "a.plan", profile_set, settings, running, trt=trt)
+        first = engine_from_onnx(onnx_path, tmp_path / "a.engine", profile_set, settings, running, trt=trt)
         written = first.timing_cache.read_bytes()
-        second = engine_from_onnx(onnx_path, tmp_path / "b.plan", profile_set, settings, running, trt=trt)
+        second = engine_from_onnx(onnx_path, tmp_path / "b.engine", profile_set, settings, running, trt=trt)
     assert first.timing_cache.name == f"timing-trt{rtx.__version__}-sm90.cache" and len(written) > 0
     assert not first.timing_cache_reused and first.timing_cache_note.startswith("no timing cache yet")
     if HAS_GPU:
@@ -156,7 +156,7 @@ def test_full_tensorrt_timing_cache_is_written_offered_and_judged_by_tensorrt(tm
         assert not second.timing_cache_reused
         assert "was offered but TensorRT did not load it" in second.timing_cache_note
         assert "Failed to deserialize timing cache" in second.timing_cache_note
-    assert read_metadata(tmp_path / "b.plan").flavour == "tensorrt"
+    assert read_metadata(tmp_path / "b.engine").flavour == "tensorrt"
 
 
 def broken_onnx(path):
@@ -173,13 +173,13 @@ def broken_onnx(path):
 def test_parser_errors_reach_the_user_in_full(tmp_path):
     path = broken_onnx(tmp_path / "model.onnx")
     with pytest.raises(BackendError) as err:
-        engine_from_onnx(path, tmp_path / "e.plan", ProfileSet((ShapeProfile(1, 1, 2, 1, 8, 16),)),
+        engine_from_onnx(path, tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 2, 1, 8, 16),)),
                          BuildSettings("fp32"), build_environment(rtx), trt=rtx)
     text = str(err.value)
     assert f"TensorRT-RTX {rtx.__version__}'s ONNX parser rejected model.onnx with 1 error(s):" in text
     assert "#0: Invalid Node - node_of_logits [code INVALID_NODE, node 4 '', op 'MatMul']" in text
     assert "TensorRT's log:" in text and "While parsing node number 4 [MatMul -> \"logits\"]" in text
-    assert not (tmp_path / "e.plan").exists() and not sidecar_path(tmp_path / "e.plan").exists()
+    assert not (tmp_path / "e.engine").exists() and not sidecar_path(tmp_path / "e.engine").exists()
 
 
 def test_profile_with_min_above_opt_is_refused(tmp_path):
@@ -191,18 +191,18 @@ def test_profile_with_min_above_opt_is_refused(tmp_path):
     for key, value in dict(min_batch=8, opt_batch=4, max_batch=16, min_len=1, opt_len=8, max_len=16).items():
         object.__setattr__(bad, key, value)
     with pytest.raises(BackendError, match=r"refused optimization profile batch 8-16 \(opt 4\).*MIN<=OPT<=MAX"):
-        engine_from_onnx(smoke_onnx(tmp_path / "m.onnx"), tmp_path / "e.plan", ProfileSet((bad,)),
+        engine_from_onnx(smoke_onnx(tmp_path / "m.onnx"), tmp_path / "e.engine", ProfileSet((bad,)),
                          BuildSettings("fp32"), build_environment(rtx), trt=rtx)
 
 
 def test_too_small_a_workspace_is_explained_with_workspace_mib(onnx_dir, tmp_path):
     with pytest.raises(BackendError) as err:
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfileSet((ShapeProfile(1, 8, 32, 1, 16, 64),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 8, 32, 1, 16, 64),)),
                          BuildSettings("fp32", 1), build_environment(rtx), trt=rtx)
     text = str(err.value)
     assert "within workspace limit" in text  # TensorRT's own message, in full
     assert "No kernel fits in the workspace limit of 1 MiB: build again with a larger workspace_mib" in text
-    assert not (tmp_path / "e.plan").exists()
+    assert not (tmp_path / "e.engine").exists()
 
 
 def test_out_of_memory_advice_names_workspace_mib():
@@ -218,14 +218,14 @@ def test_out_of_memory_advice_names_workspace_mib():
 def test_the_fp32_graph_is_refused_for_fp16(onnx_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"model.onnx is an FP32 graph but precision 'fp16' needs the FP16 graph "
                                           r"\(model.fp16.onnx\)"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
                          BuildSettings("fp16"), build_environment(rtx), trt=rtx)
 
 
 def test_the_build_environment_must_match_the_module(onnx_dir, tmp_path):
     running = RunningEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
     with pytest.raises(ConfigError, match="the build environment is for tensorrt but the module is tensorrt-rtx"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
                          BuildSettings("fp32"), running, trt=rtx)
 
 
@@ -238,7 +238,7 @@ def test_a_runtime_only_module_cannot_build(onnx_dir, tmp_path):
     lean = pytest.importorskip("tensorrt_lean_bindings")
     running = RunningEnvironment(lean.__version__, "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
     with pytest.raises(TensorRTUnavailableError, match="The engine builder .* is not available"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
                          BuildSettings("fp32"), running, trt=lean)
 
 

@@ -314,6 +314,8 @@ def write_repository(dest: str | os.PathLike[str], sources: Sources, config: Rep
             if sources.engine is not None and sources.profile_set is not None:
                 add("classifier_trt", trt_config(sources.profile_set, n, config))
                 (tmp / "classifier_trt" / "1").mkdir()
+                # Triton's TensorRT backend (platform "tensorrt_plan") loads its engine from a file that must be
+                # named model.plan ("plan" is Triton's word for a serialized engine); everywhere else it is .engine.
                 shutil.copy2(sources.engine, tmp / "classifier_trt" / "1" / "model.plan")
                 trt_batch = min(int(sources.profile_set.max_batch), config.split_max_batch)
                 add(f"{config.name}_trt", ensemble_config(f"{config.name}_trt", "classifier_trt", n, trt_batch))

@@ -99,8 +99,8 @@ class BuildResult:
 
 
 def engine_name(precision: str) -> str:
-    """File name of the engine for a precision: ``model.fp16.plan``."""
-    return f"model.{precision}.plan"
+    """File name of the engine for a precision: ``model.fp16.engine``."""
+    return f"model.{precision}.engine"
 
 
 def onnx_for(onnx_dir: str | os.PathLike[str], features: compat.TrtFeatures, precision: str) -> Path:
