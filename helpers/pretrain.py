@@ -207,7 +207,7 @@ def run_pretraining(corpus: PretrainCorpus, vocab: Sequence[str], config: Mappin
     Seeds everything with ``seed`` before the model is built. On a GPU the forward pass runs under bf16
     autocast. ``on_step(step, model)`` is called after every step (a learning curve can save snapshots).
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     device = device or default_device()
     seed_everything(seed)

@@ -4,19 +4,22 @@
 # calls: every step that finished is kept in the work folder and skipped when the script runs again.
 #
 #   bash environment/gpu/run_series_gpu.sh [--out DIR] [--work DIR] [--model-size base] [--wheels DIR]
-#                                          [--only "01_train 06_benchmark"] [--wait-for FILE] [--fast]
-#                                          [--checks] [--nbval] [--pack]
+#                                          [--only "01_train 06_benchmark" | --skip-notebooks] [--wait-for FILE]
+#                                          [--quiet-after FILE] [--fast] [--checks] [--nbval] [--pack]
 #
 # --out DIR        where results go (default: $OUT if set, else runs/gpu-<UTC time>/)
 # --work DIR       artifacts and finished-step markers (default: SERIES_WORK_DIR, else a new temporary folder);
 #                  give the same folder again to resume
-# --model-size S  model size of 01_train (default base: the BERT-base architecture)
+# --model-size S   model size of 01_train (default base: the BERT-base architecture)
 # --wheels DIR     folder of wheels to install first (made by environment/gpu/fetch_wheels.sh; default .whl);
 #                  without wheels the packages must already be importable (PYTHONPATH), e.g. unpacked by
 #                  environment/gpu/carry.sh, and 07 finds its Triton server through SERIES_SERVE_TRITON_HOME
 # --only "A B"     run only these notebooks (names without .ipynb), in series order
+# --skip-notebooks run none of the notebooks (e.g. only --checks and --nbval, beside a series run elsewhere)
 # --wait-for FILE  before every notebook after 01_train, wait (up to 15 minutes) until FILE exists: the packages
 #                  02-07 need may still be on their way while 01 trains
+# --quiet-after F  before the notebooks that publish timings (06_benchmark, 07_serve), wait (up to 30 minutes)
+#                  until F exists: e.g. the done file of checks run beside the series, so nothing else runs then
 # --fast           shorter benchmark settings for a time-limited machine: CPU backends only up to 200 tokens
 #                  per call, 1 s time budget per backend and shape, and of the CPU backends only INT8
 #                  classifies the test set; explicit SERIES_BENCH_* variables win
@@ -37,7 +40,9 @@ work=${SERIES_WORK_DIR:-}
 model_size=base
 wheels=$repo/.whl
 only=""
+skip_notebooks=0
 wait_for=""
+quiet_after=""
 fast=0
 checks=0
 pack=0
@@ -49,12 +54,14 @@ while [ $# -gt 0 ]; do
     --model-size) model_size=$2; shift 2 ;;
     --wheels) wheels=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --skip-notebooks) skip_notebooks=1; shift ;;
     --wait-for) wait_for=$2; shift 2 ;;
+    --quiet-after) quiet_after=$2; shift 2 ;;
     --fast) fast=1; shift ;;
     --checks) checks=1; shift ;;
     --pack) pack=1; shift ;;
     --nbval) nbval=1; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "run_series_gpu: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -126,19 +133,23 @@ if [ "$fast" = 1 ]; then
 fi
 executed=$out/executed
 mkdir -p "$executed"
-wait_packages() {
-  [ -n "$wait_for" ] || return 0
+# wait_file FILE SECONDS: wait until FILE exists (no FILE given: at once)
+wait_file() {
+  [ -n "$1" ] || return 0
   local waited=0
-  while [ ! -e "$wait_for" ] && [ $waited -lt 900 ]; do sleep 5; waited=$((waited + 5)); done
-  [ -e "$wait_for" ] || { say "$wait_for did not appear in 15 minutes"; return 1; }
+  [ -e "$1" ] || say "waiting for $1"
+  while [ ! -e "$1" ] && [ $waited -lt "$2" ]; do sleep 5; waited=$((waited + 5)); done
+  [ -e "$1" ] || { say "$1 did not appear in $2 s"; return 1; }
 }
 papermill_run() {
   local name=$1
-  [ "$name" = 01_train ] || wait_packages || return 1
+  [ "$name" = 01_train ] || wait_file "$wait_for" 900 || return 1
+  case "$name" in 06_benchmark|07_serve) wait_file "$quiet_after" 1800 || return 1 ;; esac
   (cd "$repo" && python3 -m papermill "notebooks/$name.ipynb" "$executed/$name.ipynb" --cwd notebooks --log-output \
       --no-progress-bar -p artifacts_dir "$SERIES_ARTIFACTS_DIR")
 }
 names=${only:-$(cd "$repo/notebooks" && ls 0*.ipynb | sed 's/\.ipynb$//')}
+[ "$skip_notebooks" = 1 ] && names=""
 for name in $names; do
   if [ ! -f "$repo/notebooks/$name.ipynb" ]; then
     say "$name: not in this checkout, skipped"
