@@ -385,7 +385,8 @@ class DeviceBuffers:
     def _spec(self, name: str) -> BufferSpec:
         self._check_open()
         if name not in self.sizes:
-            raise InputError(f"{self.kind} buffers: no buffer for tensor {name!r}; there are buffers for {sorted(self.sizes)}.")
+            raise InputError(f"{self.kind} buffers: no buffer for tensor {name!r}; "
+                             f"there are buffers for {sorted(self.sizes)}.")
         return self.sizes[name]
 
     def _copy_checks(self, name: str, nbytes: int) -> tuple[np.ndarray, int]:
