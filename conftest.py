@@ -2,7 +2,7 @@
 
 The notebooks read SERIES_<PARAMETER> environment variables (see helpers.config.apply_env_overrides); the
 kernels nbval starts inherit this process's environment. A value already set by the caller wins, so e.g.
-`SERIES_PROFILE=small pytest --nbval notebooks` tests the small profile.
+`SERIES_MODEL_SIZE=small pytest --nbval notebooks` tests the small model size.
 """
 
 import os
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent
 TEST_ARTIFACTS = ROOT / ".test-artifacts"
 
 NOTEBOOK_TEST_SETTINGS = {
-    "SERIES_PROFILE": "tiny",                      # 01 in about a minute on two CPU cores
+    "SERIES_MODEL_SIZE": "tiny",                   # 01 in about a minute on two CPU cores
     "SERIES_ARTIFACTS_DIR": str(TEST_ARTIFACTS),   # never touch the user's artifacts/
     "MPLBACKEND": "Agg",
     # 02_onnx_export: its speed study times the trained (tiny) architecture; few rounds

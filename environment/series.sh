@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the whole series headless with papermill.
 # Executed notebooks and every artifact go to runs/<timestamp>/ (artifacts in runs/<timestamp>/artifacts),
-# so a run never touches another run's model. The profile is `auto`: base on a GPU, small on a CPU.
-# Override any notebook parameter with SERIES_<NAME>, e.g. SERIES_PROFILE=tiny bash environment/series.sh
+# so a run never touches another run's model. The model size is `auto`: base on a GPU, small on a CPU.
+# Override any notebook parameter with SERIES_<NAME>, e.g. SERIES_MODEL_SIZE=tiny bash environment/series.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash environment/setup.sh run

@@ -1,9 +1,9 @@
-"""Named model profiles, run parameters, environment overrides and the artifact layout.
+"""Named model sizes, run parameters, environment overrides and the artifact layout.
 
 Every notebook starts with a papermill ``parameters`` cell of plain variables and then calls
 :func:`apply_env_overrides`, which replaces a parameter ``name`` by the environment variable
 ``SERIES_<NAME>`` when that is set (and prints that it did). The test suite uses this to run the series
-with the ``tiny`` profile and a throw-away artifacts folder without editing a notebook.
+with the ``tiny`` model size and a throw-away artifacts folder without editing a notebook.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
-class ModelProfile:
+class ModelSize:
     """Size of the BERT encoder and the training defaults that suit it."""
 
     name: str
@@ -89,7 +89,7 @@ class ModelProfile:
     #: learning rate when the classifier trains from scratch (``pretrain_steps=0``)
     scratch_lr: float = 5e-4
     dropout: float = 0.1
-    #: test accuracy a run of this profile must reach (01's assert cell); measured, see README
+    #: test accuracy a run of this model size must reach (01's assert cell); measured, see README
     accuracy_floor: float = 0.70
     pretrain: PretrainConfig = PretrainConfig()
 
@@ -101,14 +101,14 @@ class ModelProfile:
         return asdict(self)
 
 
-PROFILES: dict[str, ModelProfile] = {
+MODEL_SIZES: dict[str, ModelSize] = {
     # Seconds on two CPU cores: enough to prove every step of the series, not a useful model.
-    "tiny": ModelProfile("tiny", 64, 2, 2, 256, max_len=64, batch_size=64, epochs=1, lr=2e-3, scratch_lr=2e-3,
-                         pretrain=PretrainConfig(steps=20, batch_size=32, seq_len=64, lr=2e-3, warmup_steps=5)),
+    "tiny": ModelSize("tiny", 64, 2, 2, 256, max_len=64, batch_size=64, epochs=1, lr=2e-3, scratch_lr=2e-3,
+                      pretrain=PretrainConfig(steps=20, batch_size=32, seq_len=64, lr=2e-3, warmup_steps=5)),
     # A CPU-sized model, pretrained and fine-tuned on the CPU.
-    "small": ModelProfile("small", 256, 4, 4, 1024, max_len=128, batch_size=64, epochs=3, lr=1e-4, scratch_lr=5e-4,
-                          accuracy_floor=0.80,
-                          pretrain=PretrainConfig(steps=1000, batch_size=64, seq_len=128, lr=5e-4, warmup_steps=100)),
+    "small": ModelSize("small", 256, 4, 4, 1024, max_len=128, batch_size=64, epochs=3, lr=1e-4, scratch_lr=5e-4,
+                       accuracy_floor=0.80,
+                       pretrain=PretrainConfig(steps=1000, batch_size=64, seq_len=128, lr=5e-4, warmup_steps=100)),
     # The BERT-base architecture (12 x 768), for GPUs or for fine-tuning a pretrained checkpoint.
     # Fine-tuning: from scratch, 12 post-LayerNorm layers stay at chance with lr 5e-5 or 1e-4 on this corpus
     # (measured on an H100); 2e-5 with a 10 % warm-up learns, and is BERT's usual fine-tuning rate too.
@@ -118,9 +118,9 @@ PROFILES: dict[str, ModelProfile] = {
     # 25-40 ms, and the H100's fine-tuning steps (launch-bound, ~60 ms each for 3 epochs in 78-100 s) put the
     # floor near 60 ms, so 2,500 steps should take 150-200 s and stay under 240 s up to 95 ms a step.
     # lr 1e-4 is BERT's own pretraining rate (post-LayerNorm, 10 % warm-up).
-    "base": ModelProfile("base", 768, 12, 12, 3072, max_len=128, batch_size=32, epochs=3, lr=2e-5, scratch_lr=2e-5,
-                         accuracy_floor=0.80,
-                         pretrain=PretrainConfig(steps=2500, batch_size=128, seq_len=128, lr=1e-4, warmup_steps=250)),
+    "base": ModelSize("base", 768, 12, 12, 3072, max_len=128, batch_size=32, epochs=3, lr=2e-5, scratch_lr=2e-5,
+                      accuracy_floor=0.80,
+                      pretrain=PretrainConfig(steps=2500, batch_size=128, seq_len=128, lr=1e-4, warmup_steps=250)),
 }
 
 
@@ -131,17 +131,17 @@ def has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def resolve_profile(name: str) -> ModelProfile:
-    """Return the profile called ``name``; ``auto`` means ``base`` on a GPU and ``small`` on a CPU."""
+def resolve_model_size(name: str) -> ModelSize:
+    """Return the model size called ``name``; ``auto`` means ``base`` on a GPU and ``small`` on a CPU."""
     key = str(name).strip().lower()
     if key == "auto":
         key = "base" if has_cuda() else "small"
-    if key not in PROFILES:
+    if key not in MODEL_SIZES:
         raise ConfigError(
-            f"Unknown profile {name!r}. Choose one of {sorted(PROFILES) + ['auto']} "
+            f"Unknown model size {name!r}. Choose one of {sorted(MODEL_SIZES) + ['auto']} "
             "(tiny for tests, small for CPUs, base for GPUs, auto to pick by hardware)."
         )
-    return PROFILES[key]
+    return MODEL_SIZES[key]
 
 
 def _coerce(name: str, raw: str, current: Any) -> Any:
@@ -235,9 +235,9 @@ class ArtifactPaths:
         return self
 
 
-def resolve_max_len(value: int | None, profile: ModelProfile, max_position: int = 512) -> int:
-    """``value`` or the profile's default, checked against the model's position table."""
-    max_len = profile.max_len if value is None else int(value)
+def resolve_max_len(value: int | None, model_size: ModelSize, max_position: int = 512) -> int:
+    """``value`` or the model size's default, checked against the model's position table."""
+    max_len = model_size.max_len if value is None else int(value)
     if not 3 <= max_len <= max_position:
         raise ConfigError(
             f"max_len={value!r} must be between 3 and {max_position} (BERT's position table); "

@@ -13,7 +13,7 @@ class SeriesError(Exception):
 
 
 class ConfigError(SeriesError, ValueError):
-    """A parameter has a value the series cannot use (unknown profile, negative batch size, ...)."""
+    """A parameter has a value the series cannot use (unknown model size, negative batch size, ...)."""
 
 
 class DataError(SeriesError, ValueError):

@@ -145,7 +145,7 @@ def sample_feed(batch: int, seq_len: int, vocab_size: int, *, seed: int = 0,
     return ids, np.zeros_like(ids)
 
 
-def export_metadata(model: Any, *, labels: list[str], max_len: int, opset: int, profile: str = "unknown",
+def export_metadata(model: Any, *, labels: list[str], max_len: int, opset: int, model_size: str = "unknown",
                     checkpoint_fingerprint: str = "none", checkpoint_path: str = "none",
                     variant: str = "plain", extra: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The ``metadata_props`` of an exported classifier (all values are strings; lists as JSON)."""
@@ -156,7 +156,7 @@ def export_metadata(model: Any, *, labels: list[str], max_len: int, opset: int, 
         "precision": "fp32",
         "checkpoint_fingerprint": str(checkpoint_fingerprint),
         "checkpoint_path": str(checkpoint_path),
-        "profile": str(profile),
+        "model_size": str(model_size),
         "labels": json.dumps(list(labels), ensure_ascii=False),
         "max_len": str(int(max_len)),
         "max_position": str(int(cfg.get("max_position", 512))),
@@ -185,7 +185,7 @@ def set_metadata(model_proto: Any, meta: Mapping[str, str]) -> None:
 
 
 def onnx_from_classifier(model: Any, path: str | os.PathLike[str], *, labels: list[str], max_len: int,
-                         profile: str = "unknown", checkpoint_fingerprint: str = "none",
+                         model_size: str = "unknown", checkpoint_fingerprint: str = "none",
                          checkpoint_path: str = "none", config: ExportConfig = ExportConfig()) -> OnnxSummary:
     """Export a :class:`~helpers.model.SentimentClassifier` to ``path`` (atomically) and check the file.
 
@@ -223,7 +223,7 @@ def onnx_from_classifier(model: Any, path: str | os.PathLike[str], *, labels: li
     finally:
         model.train(was_training)
     proto = onnx.load_from_string(buffer.getvalue())
-    meta = export_metadata(model, labels=labels, max_len=max_len, opset=config.opset, profile=profile,
+    meta = export_metadata(model, labels=labels, max_len=max_len, opset=config.opset, model_size=model_size,
                            checkpoint_fingerprint=checkpoint_fingerprint, checkpoint_path=checkpoint_path,
                            extra={"attention_scale": "division" if config.scale_as_division else "multiplication"})
     set_metadata(proto, meta)

@@ -3,7 +3,7 @@
 A *recipe* is a graph (the plain export, or the optimizer-fused graph with ``Attention`` on every layer),
 whether SkipLayerNormalization fusion is on (in the optimizer and in the session), and the precision
 (fp32 or dynamic INT8). :func:`speed_study` builds every recipe for a model architecture (the trained
-model's profile unless told otherwise, random weights: speed does not depend on weight values) and times
+model's size unless told otherwise, random weights: speed does not depend on weight values) and times
 them side by side with PyTorch fp32 eager at one shape (the original article's 1 x 200), with the
 benchmark harness of :mod:`helpers.bench.harness` (the series' one way to time backends).
 :func:`write_fast_path` then writes the winning fused and INT8 recipes, plus the FP16 graph for GPUs, for
@@ -28,7 +28,7 @@ from .backends.onnxruntime import OrtBackend, OrtConfig
 from .backends.torch_backend import TorchBackend
 from .bench.harness import Measurement, Shape, TimingConfig, time_shape
 from .bench.system import busy_cpu_warning
-from .config import resolve_profile
+from .config import resolve_model_size
 from .errors import ConfigError
 from .export import ONNX_FILES, onnx_from_classifier
 from .machine import cpu_int8_instructions
@@ -89,7 +89,7 @@ class SpeedConfig:
     calls), so for BERT-base at 1 x 200 on two CPU cores most of a minute or more, for ``tiny`` seconds.
     """
 
-    profile: str
+    model_size: str
     batch: int = 1
     seq_len: int = 200
     rounds: int = 20
@@ -98,10 +98,11 @@ class SpeedConfig:
     vocab_size: int = 21128  # Chinese BERT-base's vocabulary
 
 
-def speed_config(trained_profile: str, speed_profile: str = "", **settings: Any) -> SpeedConfig:
-    """Notebook 02's study settings: the architecture of the trained model's profile, unless ``speed_profile``
+def speed_config(trained_model_size: str, speed_model_size: str = "", **settings: Any) -> SpeedConfig:
+    """Notebook 02's study settings: the architecture of the trained model's size, unless ``speed_model_size``
     names another (``base``: the original article's BERT-base case). ``settings``: other SpeedConfig fields."""
-    return SpeedConfig(profile=resolve_profile(str(speed_profile).strip() or trained_profile).name, **settings)
+    size = resolve_model_size(str(speed_model_size).strip() or trained_model_size)
+    return SpeedConfig(model_size=size.name, **settings)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class SpeedStudy:
         else:
             has = "which has no int8 dot-product instructions (no VNNI or AMX)"
         sentence = (f"On this CPU ({where}), {has}, the fastest INT8 recipe, {best.name}, ran "
-                    f"{self.speedup(best.name):.1f}x PyTorch fp32 eager on the {self.config.profile} architecture at "
+                    f"{self.speedup(best.name):.1f}x PyTorch fp32 eager on the {self.config.model_size} architecture at "
                     f"{self.config.batch} x {self.config.seq_len}; the fastest fp32 recipe ran "
                     f"{self.speedup(self.fastest(int8=False).name):.1f}x.")
         busy = busy_cpu_warning(self.environment) if self.environment else None
@@ -192,7 +193,7 @@ def build_recipe_files(plain: str | os.PathLike[str], folder: str | os.PathLike[
 
 
 def speed_study(config: SpeedConfig, log: Callable[[str], Any] | None = print) -> SpeedStudy:
-    """Export ``config.profile``'s architecture (random weights), build every recipe in a temporary folder
+    """Export ``config.model_size``'s architecture (random weights), build every recipe in a temporary folder
     and time them with PyTorch fp32 eager, side by side, at ``batch x seq_len`` (:func:`helpers.bench.harness.time_shape`)."""
     from .bench.models import architecture_model
     from .bench.system import capture_environment, fix_cpu_threads
@@ -200,7 +201,7 @@ def speed_study(config: SpeedConfig, log: Callable[[str], Any] | None = print) -
     if config.rounds < 1 or config.warmup < 0 or config.batch < 1 or config.seq_len < 1:
         raise ConfigError(f"speed study: rounds, batch and seq_len must be >= 1 and warmup >= 0, got {config}.")
     threads = fix_cpu_threads(config.threads or None)
-    arch = architecture_model(config.profile, config.vocab_size)
+    arch = architecture_model(config.model_size, config.vocab_size)
     if config.seq_len > arch.max_len:
         raise ConfigError(f"speed study: seq_len {config.seq_len} is above the model's {arch.max_len} positions.")
     # one call per candidate per round, in a rotating order: the harness's rounds are the study's rounds
@@ -211,9 +212,9 @@ def speed_study(config: SpeedConfig, log: Callable[[str], Any] | None = print) -
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fastpath-") as tmp:
         if log:
-            log(f"exporting the {arch.profile} architecture and building {len(RECIPES)} recipes ...")
+            log(f"exporting the {arch.model_size} architecture and building {len(RECIPES)} recipes ...")
         plain = onnx_from_classifier(arch.model, Path(tmp) / "model.onnx", labels=list(arch.labels),
-                                     max_len=arch.max_len, profile=arch.profile).path
+                                     max_len=arch.max_len, model_size=arch.model_size).path
         files = build_recipe_files(plain, tmp)
         built = time.perf_counter()
         # Spinning ONNX Runtime workers would steal the cores from the next candidate (seen on a 2-core VM:
@@ -227,7 +228,7 @@ def speed_study(config: SpeedConfig, log: Callable[[str], Any] | None = print) -
                 log(f"timing {len(backends)} candidates at {config.batch} x {config.seq_len}: "
                     f"{config.warmup} warm-up + {config.rounds} interleaved rounds ...")
             measured = time_shape(backends, Shape(config.batch, config.seq_len), timing,
-                                  model=f"{arch.profile}-architecture", vocab_size=config.vocab_size, reference=PYTORCH)
+                                  model=f"{arch.model_size}-architecture", vocab_size=config.vocab_size, reference=PYTORCH)
     seconds = {"build": built - start, "timing": time.perf_counter() - built}
     return SpeedStudy(config, {m.backend: m for m in measured}, environment, cpu_int8_instructions(), seconds)
 
@@ -268,7 +269,7 @@ def plot_speed_study(study: SpeedStudy) -> Any:
             color=["tab:red" if r["candidate"] == PYTORCH else "tab:blue" for r in rows])
     ax.invert_yaxis()
     ax.set(xlabel="median latency (ms), lower is better",
-           title=f"{study.config.profile} architecture, batch {study.config.batch} x {study.config.seq_len}, CPU")
+           title=f"{study.config.model_size} architecture, batch {study.config.batch} x {study.config.seq_len}, CPU")
     for i, r in enumerate(rows):
         ax.text(r["median_ms"], i, f" {r['speedup_vs_pytorch']:.1f}x", va="center")
     fig.tight_layout()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .config import CHECKPOINT_META_FILE, ArtifactPaths, ModelProfile
+from .config import CHECKPOINT_META_FILE, ArtifactPaths, ModelSize
 from .data import Split, save_length_stats, save_split, split_mismatch
 from .errors import CheckpointError, ConfigError
 from .io import atomic_dir, atomic_write_json, read_json, sha256_file
@@ -42,18 +42,18 @@ CHECKPOINT_FORMAT = 2
 BERT4TORCH_FIXED = {"bias": True, "norm_mode": "torch_buildin", "with_pool": True}
 
 
-def bert_config(profile: ModelProfile, vocab_size: int, max_position: int = 512) -> dict[str, Any]:
-    """bert4torch configuration for ``profile`` with a vocabulary of ``vocab_size`` tokens."""
+def bert_config(model_size: ModelSize, vocab_size: int, max_position: int = 512) -> dict[str, Any]:
+    """bert4torch configuration for ``model_size`` with a vocabulary of ``vocab_size`` tokens."""
     return {
         "vocab_size": int(vocab_size),
-        "hidden_size": profile.hidden_size,
-        "num_hidden_layers": profile.num_hidden_layers,
-        "num_attention_heads": profile.num_attention_heads,
-        "intermediate_size": profile.intermediate_size,
+        "hidden_size": model_size.hidden_size,
+        "num_hidden_layers": model_size.num_hidden_layers,
+        "num_attention_heads": model_size.num_attention_heads,
+        "intermediate_size": model_size.intermediate_size,
         "hidden_act": "gelu",
         "max_position": int(max_position),
-        "dropout_rate": profile.dropout,
-        "attention_probs_dropout_prob": profile.dropout,
+        "dropout_rate": model_size.dropout,
+        "attention_probs_dropout_prob": model_size.dropout,
         "segment_vocab_size": 2,
         "layer_norm_eps": 1e-12,
     }
@@ -139,7 +139,7 @@ class Checkpoint:
 
 
 def _fingerprint(meta: Mapping[str, Any]) -> str:
-    keys = ("profile", "config", "labels", "max_len", "split_hash", "train_params")
+    keys = ("model_size", "config", "labels", "max_len", "split_hash", "train_params")
     blob = json.dumps({k: meta.get(k) for k in keys}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -273,14 +273,14 @@ def save_trained_model(
 
 
 def describe_checkpoint(path: str | os.PathLike[str]) -> str:
-    """One line about a checkpoint folder (profile, date, test accuracy) for messages."""
+    """One line about a checkpoint folder (model size, date, test accuracy) for messages."""
     try:
         meta = read_json(Path(path) / META_FILE)
     except Exception:
         return "unreadable metadata"
     acc = (meta.get("metrics") or {}).get("test_accuracy")
     acc_s = f", test accuracy {acc:.4f}" if isinstance(acc, (int, float)) else ""
-    return f"profile {meta.get('profile')}, created {meta.get('created')}{acc_s}"
+    return f"model size {meta.get('model_size')}, created {meta.get('created')}{acc_s}"
 
 
 def _verify_files(path: Path, meta: Mapping[str, Any]) -> None:

@@ -15,7 +15,7 @@ positions only. Masks are drawn anew for every batch (dynamic masking, as in RoB
 masking (the example masks whole jieba words). The learning rate warms up and then decays with the inverse
 square root of the step, which does not depend on the number of steps (see :class:`helpers.config.PretrainConfig`).
 
-Reuse: the pretrained encoder is a checkpoint of its own, ``artifacts/pretrain/<profile>-<fingerprint>/`` with
+Reuse: the pretrained encoder is a checkpoint of its own, ``artifacts/pretrain/<model_size>-<fingerprint>/`` with
 ``encoder.pt``, ``vocab.txt`` and ``pretrain.json`` (settings, corpus, loss curve, time, the sha256 of both
 files). The fingerprint covers everything that decides the weights - corpus, vocabulary, architecture,
 settings, seed - so a re-run with the same inputs loads the folder instead of pretraining again, and any change
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ModelProfile, PretrainConfig
+from .config import ModelSize, PretrainConfig
 from .data import PEOPLES_DAILY_CREDIT, Split, read_peoples_daily
 from .errors import CheckpointError, ConfigError
 from .io import atomic_dir, atomic_write_json, read_json, sha256_file
@@ -316,15 +316,15 @@ def load_pretrained_encoder(folder: str | os.PathLike[str], fingerprint: str | N
     return PretrainedEncoder(dict(meta["config"]), load_vocab(folder / VOCAB_FILE), state, meta, folder, reused=True)
 
 
-def pretrain_config_from(profile: ModelProfile, steps: int | None = None) -> PretrainConfig:
-    """The profile's pretraining settings; ``steps`` (when not ``None``) replaces its step count."""
-    return profile.pretrain if steps is None else dataclasses.replace(profile.pretrain, steps=int(steps))
+def pretrain_config_from(model_size: ModelSize, steps: int | None = None) -> PretrainConfig:
+    """The model size's pretraining settings; ``steps`` (when not ``None``) replaces its step count."""
+    return model_size.pretrain if steps is None else dataclasses.replace(model_size.pretrain, steps=int(steps))
 
 
-def pretrained_encoder(root: str | os.PathLike[str], profile: ModelProfile, corpus: PretrainCorpus,
+def pretrained_encoder(root: str | os.PathLike[str], model_size: ModelSize, corpus: PretrainCorpus,
                        cfg: PretrainConfig, seed: int, device: str | None = None,
                        progress: bool = True) -> PretrainedEncoder:
-    """The encoder pretrained on ``corpus`` with ``cfg`` for ``profile``: loaded from ``root`` when a run with
+    """The encoder pretrained on ``corpus`` with ``cfg`` for ``model_size``: loaded from ``root`` when a run with
     the same inputs and settings saved it there, else pretrained now and saved.
 
     The vocabulary is the corpus's characters seen at least ``cfg.vocab_min_count`` times plus BERT's special
@@ -333,15 +333,15 @@ def pretrained_encoder(root: str | os.PathLike[str], profile: ModelProfile, corp
     if cfg.steps < 1:
         raise ConfigError("pretraining needs steps >= 1; with 0 steps the classifier trains from scratch instead.")
     vocab = build_vocab(corpus.texts, cfg.vocab_min_count)
-    config = bert_config(profile, len(vocab))
+    config = bert_config(model_size, len(vocab))
     key = pretrain_fingerprint(corpus, vocab, config, cfg, seed)
-    folder = Path(root) / f"{profile.name}-{key[:12]}"
+    folder = Path(root) / f"{model_size.name}-{key[:12]}"
     if folder.exists():
         return load_pretrained_encoder(folder, key)
     model, hist = run_pretraining(corpus, vocab, config, cfg, seed, device, progress)
     meta = {"format": PRETRAIN_FORMAT, "fingerprint": key,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "profile": profile.name, "config": config, "pretrain": cfg.to_dict(), "seed": int(seed),
+            "model_size": model_size.name, "config": config, "pretrain": cfg.to_dict(), "seed": int(seed),
             "corpus": {"hash": corpus.hash, "sources": corpus.sources}, "vocab_size": len(vocab),
             "bert4torch_fixed": BERT4TORCH_FIXED, "versions": versions(), "history": hist.to_dict()}
     save_pretrained_encoder(folder, model, vocab, meta)
@@ -358,7 +358,7 @@ def classifier_from_encoder(encoder: PretrainedEncoder, num_labels: int) -> Sent
     return model
 
 
-def initial_classifier(profile: ModelProfile, split: Split, encoder: PretrainedEncoder | None = None,
+def initial_classifier(model_size: ModelSize, split: Split, encoder: PretrainedEncoder | None = None,
                        pretrained_dir: str | os.PathLike[str] | None = None) -> tuple[SentimentClassifier, list[str], str]:
     """The classifier to fine-tune, its vocabulary, and where its encoder comes from (one of
     :data:`helpers.train.INITS`): a ``pretrained_dir`` BERT, else 01's pretrained ``encoder``, else random
@@ -372,7 +372,7 @@ def initial_classifier(profile: ModelProfile, split: Split, encoder: PretrainedE
     if encoder is not None:
         return classifier_from_encoder(encoder, num_labels), list(encoder.vocab), "mlm"
     vocab = build_vocab(split.train.texts)
-    return SentimentClassifier(bert_config(profile, len(vocab)), num_labels), vocab, "scratch"
+    return SentimentClassifier(bert_config(model_size, len(vocab)), num_labels), vocab, "scratch"
 
 
 # ---------------------------------------------------------------------------------------------------- showing it

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ModelProfile
+from .config import ModelSize
 from .data import Dataset, Split
 from .errors import ConfigError
 from .model import SentimentClassifier
@@ -32,7 +32,7 @@ from .tokenizer import SentenceTokenizer
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; defaults come from the model profile."""
+    """Optimisation settings; defaults come from the model size."""
 
     epochs: int = 3
     batch_size: int = 32
@@ -55,7 +55,7 @@ class TrainConfig:
 
 
 #: Learning rate for fine-tuning a Chinese BERT from ``pretrained_dir`` (01's own pretraining and training from
-#: scratch use the profile's ``lr`` and ``scratch_lr``).
+#: scratch use the model size's ``lr`` and ``scratch_lr``).
 FINETUNE_LR = 2e-5
 
 #: Where the encoder's weights come from, with the words 01 shows for it: 01's own masked-language-model
@@ -79,18 +79,18 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train_config_from(profile: ModelProfile, *, epochs: int | None = None, batch_size: int | None = None,
+def train_config_from(model_size: ModelSize, *, epochs: int | None = None, batch_size: int | None = None,
                       lr: float | None = None, seed: int = 42, init: str = "mlm",
                       device: str | None = None) -> TrainConfig:
-    """A :class:`TrainConfig` from a profile's defaults; any argument given (not ``None``) wins.
+    """A :class:`TrainConfig` from a model size's defaults; any argument given (not ``None``) wins.
 
-    ``init`` (one of :data:`INITS`) picks the default learning rate: the profile's ``lr`` after 01's own
+    ``init`` (one of :data:`INITS`) picks the default learning rate: the model size's ``lr`` after 01's own
     pretraining, ``scratch_lr`` from scratch, :data:`FINETUNE_LR` for a ``pretrained_dir`` BERT.
     """
     if init not in INITS:
         raise ConfigError(f"init must be one of {sorted(INITS)}, got {init!r}.")
-    default_lr = {"mlm": profile.lr, "scratch": profile.scratch_lr, "pretrained_dir": FINETUNE_LR}[init]
-    return TrainConfig(epochs=epochs or profile.epochs, batch_size=batch_size or profile.batch_size,
+    default_lr = {"mlm": model_size.lr, "scratch": model_size.scratch_lr, "pretrained_dir": FINETUNE_LR}[init]
+    return TrainConfig(epochs=epochs or model_size.epochs, batch_size=batch_size or model_size.batch_size,
                        lr=lr or default_lr, seed=seed, device=device or default_device())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.config import PROFILES
+from helpers.config import MODEL_SIZES
 from helpers.model import SentimentClassifier, bert_config
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
@@ -28,7 +28,7 @@ def tiny_model(tokenizer) -> SentimentClassifier:
     import torch
 
     torch.manual_seed(0)
-    return SentimentClassifier(bert_config(PROFILES["tiny"], tokenizer.vocab_size), num_labels=2).eval()
+    return SentimentClassifier(bert_config(MODEL_SIZES["tiny"], tokenizer.vocab_size), num_labels=2).eval()
 
 
 @pytest.fixture()

@@ -22,14 +22,14 @@ LABELS = ["negative", "positive"]
 def sources(tmp_path_factory, sentences, tokenizer) -> Sources:
     import torch
 
-    from helpers.config import PROFILES
+    from helpers.config import MODEL_SIZES
     from helpers.export import onnx_from_classifier
     from helpers.model import SentimentClassifier, bert_config
 
     folder = tmp_path_factory.mktemp("serving-src")
     torch.manual_seed(0)
-    model = SentimentClassifier(bert_config(PROFILES["tiny"], tokenizer.vocab_size), num_labels=2).eval()
-    onnx_from_classifier(model, folder / "model.onnx", labels=LABELS, max_len=tokenizer.max_len, profile="tiny")
+    model = SentimentClassifier(bert_config(MODEL_SIZES["tiny"], tokenizer.vocab_size), num_labels=2).eval()
+    onnx_from_classifier(model, folder / "model.onnx", labels=LABELS, max_len=tokenizer.max_len, model_size="tiny")
     save_vocab(tokenizer.vocab, folder / "vocab.txt")
     return Sources(folder / "vocab.txt", LABELS, tokenizer.max_len, {"plain": folder / "model.onnx"})
 

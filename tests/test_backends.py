@@ -29,7 +29,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def plain_path(tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("backends") / "model.onnx"
-    return onnx_from_classifier(tiny, path, labels=["negative", "positive"], max_len=24, profile="tiny").path
+    return onnx_from_classifier(tiny, path, labels=["negative", "positive"], max_len=24, model_size="tiny").path
 
 
 @pytest.fixture()

@@ -27,7 +27,7 @@ def test_architecture_model_is_seeded():
     a, b = architecture_model("tiny", vocab_size=300, seed=3), architecture_model("tiny", vocab_size=300, seed=3)
     for (_, p), (_, q) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert (p == q).all()
-    assert a.profile == "tiny" and a.vocab_size == 300 and not a.model.training
+    assert a.model_size == "tiny" and a.vocab_size == 300 and not a.model.training
 
 
 def test_onnx_set_is_written_once_with_prerequisites(arch_set, tmp_path):

@@ -27,7 +27,7 @@ ONLY_TENSORRT = LineupConfig(cpu=(), gpu=("tensorrt-fp32", "tensorrt-fp16"))
 @pytest.fixture()
 def files(tmp_path):
     onnx = {"plain": tmp_path / "model.onnx", "fp16": tmp_path / "model.fp16.onnx", "int8": tmp_path / "model.int8.onnx"}
-    engines = {"fp16": tmp_path / "model.fp16.plan"}
+    engines = {"fp16": tmp_path / "model.fp16.engine"}
     return onnx, engines
 
 
@@ -48,7 +48,7 @@ def test_the_engine_is_opened_with_the_onnx_its_sidecar_names(files, monkeypatch
     monkeypatch.setattr(tensorrt_backend, "TensorRTBackend",
                         lambda engine, **kw: opened.append((Path(engine).name, kw)) or Backend(device="cuda"))
     result = lineup(files)
-    assert opened == [("model.fp16.plan", {"onnx_path": files[0]["fp16"], "trt": "trt module", "rtx": RtxRuntimeSettings()})]
+    assert opened == [("model.fp16.engine", {"onnx_path": files[0]["fp16"], "trt": "trt module", "rtx": RtxRuntimeSettings()})]
     assert list(result.backends) == ["tensorrt-fp16"]
     assert [(s.backend, s.reason.split(":")[0]) for s in result.skipped] == [("tensorrt-fp32", "tensorrt-fp32")]
     assert "04_build_engine builds one" in result.skipped[0].reason

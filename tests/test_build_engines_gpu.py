@@ -15,7 +15,7 @@ import pytest
 
 from helpers.machine import visible_gpus
 from helpers.trt import compat
-from helpers.trt.profiles import ProfilePlan
+from helpers.trt.profiles import ProfileSet
 
 SCRIPT = Path(__file__).resolve().parents[1] / "environment" / "gpu" / "build_engines_gpu.py"
 rtx = compat.import_tensorrt("tensorrt-rtx")
@@ -51,17 +51,18 @@ def test_builds_both_precisions_and_records_them(run):
     rc, out, record = run
     assert rc == 0 and set(record["builds"]) == {"fp16", "fp32"}
     assert (record["flavour"], record["tensorrt_version"]) == ("tensorrt-rtx", rtx.__version__)
-    plan = ProfilePlan.from_dicts(record["profiles"])
-    assert plan.max_batch == 8 and plan.max_len == 32 and len(plan.profiles) >= 2  # 04's choice: latency + throughput
+    profile_set = ProfileSet.from_dicts(record["profiles"])
+    assert profile_set.max_batch == 8 and profile_set.max_len == 32
+    assert len(profile_set.profiles) >= 2  # 04's choice: latency + throughput
     for precision, build in record["builds"].items():
         assert build["built"] and build["engine_bytes"] > 100_000 and build["seconds"] > 0
         assert build["onnx_file"] == ("model.fp16.onnx" if precision == "fp16" else "model.onnx")
         assert build["network"]["outputs"] == {"logits": ["float32", [-1, 2]]}
-        sidecar = json.loads((out / f"model.{precision}.plan.json").read_text(encoding="utf-8"))
+        sidecar = json.loads((out / f"model.{precision}.engine.json").read_text(encoding="utf-8"))
         assert sidecar["profiles"] == record["profiles"] and sidecar["flavour"] == "tensorrt-rtx"
     assert record["builds"]["fp16"]["engine_bytes"] < record["builds"]["fp32"]["engine_bytes"]
     assert record["workspace_mib"] == 4096 and record["length_stats"]["max_len"] == 32
-    assert not (out / "model.fp16.plan").exists()  # engines stay in --work unless --keep-engines
+    assert not (out / "model.fp16.engine").exists()  # engines stay in --work unless --keep-engines
 
 
 @pytest.mark.skipif(bool(visible_gpus()), reason="records what a machine without a GPU answers")

@@ -1,15 +1,16 @@
 import pytest
 
-from helpers.config import ArtifactPaths, PROFILES, PretrainConfig, apply_env_overrides, resolve_max_len, resolve_profile
+from helpers.config import (ArtifactPaths, MODEL_SIZES, PretrainConfig, apply_env_overrides, resolve_max_len,
+                            resolve_model_size)
 from helpers.errors import ConfigError
 
 
-def test_profiles_are_consistent():
-    for prof in PROFILES.values():
-        assert prof.hidden_size % prof.num_attention_heads == 0
-        assert 0 < prof.accuracy_floor < 1
-        assert prof.pretrain.seq_len <= 512 and prof.pretrain.steps > 0
-    base = PROFILES["base"]
+def test_model_sizes_are_consistent():
+    for size in MODEL_SIZES.values():
+        assert size.hidden_size % size.num_attention_heads == 0
+        assert 0 < size.accuracy_floor < 1
+        assert size.pretrain.seq_len <= 512 and size.pretrain.steps > 0
+    base = MODEL_SIZES["base"]
     assert (base.num_hidden_layers, base.hidden_size, base.head_size) == (12, 768, 64)
 
 
@@ -25,28 +26,28 @@ def test_pretrain_settings_are_checked(kwargs, message):
         PretrainConfig(**kwargs)
 
 
-def test_auto_profile_follows_hardware(monkeypatch):
+def test_auto_model_size_follows_hardware(monkeypatch):
     import helpers.config as config
 
     monkeypatch.setattr(config, "has_cuda", lambda: False)
-    assert resolve_profile("auto").name == "small"
+    assert resolve_model_size("auto").name == "small"
     monkeypatch.setattr(config, "has_cuda", lambda: True)
-    assert resolve_profile(" AUTO ").name == "base"
+    assert resolve_model_size(" AUTO ").name == "base"
 
 
-def test_unknown_profile_names_the_choices():
-    with pytest.raises(ConfigError, match=r"Unknown profile 'huge'.*tiny"):
-        resolve_profile("huge")
+def test_unknown_model_size_names_the_choices():
+    with pytest.raises(ConfigError, match=r"Unknown model size 'huge'.*tiny"):
+        resolve_model_size("huge")
 
 
 def test_env_overrides_are_typed_and_reported(capsys):
-    params = dict(profile="auto", epochs=3, lr=0.1, overwrite=False, data_dir=None, max_len=None)
-    env = {"SERIES_PROFILE": "tiny", "SERIES_EPOCHS": "1", "SERIES_LR": "2e-3", "SERIES_OVERWRITE": "yes",
+    params = dict(model_size="auto", epochs=3, lr=0.1, overwrite=False, data_dir=None, max_len=None)
+    env = {"SERIES_MODEL_SIZE": "tiny", "SERIES_EPOCHS": "1", "SERIES_LR": "2e-3", "SERIES_OVERWRITE": "yes",
            "SERIES_MAX_LEN": "64", "SERIES_DATA_DIR": "none", "UNRELATED": "x"}
     out = apply_env_overrides(params, env)
-    assert out == dict(profile="tiny", epochs=1, lr=2e-3, overwrite=True, data_dir=None, max_len=64)
-    assert params["profile"] == "auto"  # the input is not modified
-    assert "profile = 'tiny' (from SERIES_PROFILE)" in capsys.readouterr().out
+    assert out == dict(model_size="tiny", epochs=1, lr=2e-3, overwrite=True, data_dir=None, max_len=64)
+    assert params["model_size"] == "auto"  # the input is not modified
+    assert "model_size = 'tiny' (from SERIES_MODEL_SIZE)" in capsys.readouterr().out
 
 
 def test_env_override_with_wrong_type_is_explained():
@@ -55,10 +56,10 @@ def test_env_override_with_wrong_type_is_explained():
 
 
 def test_max_len_bounds():
-    assert resolve_max_len(None, PROFILES["tiny"]) == PROFILES["tiny"].max_len
-    assert resolve_max_len(200, PROFILES["tiny"]) == 200
+    assert resolve_max_len(None, MODEL_SIZES["tiny"]) == MODEL_SIZES["tiny"].max_len
+    assert resolve_max_len(200, MODEL_SIZES["tiny"]) == 200
     with pytest.raises(ConfigError, match="between 3 and 512"):
-        resolve_max_len(1000, PROFILES["tiny"])
+        resolve_max_len(1000, MODEL_SIZES["tiny"])
 
 
 def test_artifact_paths(tmp_path):

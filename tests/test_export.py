@@ -9,7 +9,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from helpers.bench.models import architecture_model
-from helpers.config import INPUT_NAMES, OUTPUT_NAME, PROFILES
+from helpers.config import INPUT_NAMES, MODEL_SIZES, OUTPUT_NAME
 from helpers.errors import ConfigError, ExportError, MissingArtifactError
 from helpers.export import (ExportConfig, attention_scale_as_division, check_onnx, load_onnx, onnx_from_classifier,
                             onnx_metadata, sample_feed)
@@ -18,7 +18,7 @@ from helpers.onnx_variants import (FP16_MASK_VALUE, FusionConfig, fp16_onnx_from
 
 VOCAB = 120
 LABELS = ["negative", "positive"]
-LAYERS = PROFILES["tiny"].num_hidden_layers
+LAYERS = MODEL_SIZES["tiny"].num_hidden_layers
 
 
 def run_onnx(path, ids, seg, disabled=()):
@@ -41,7 +41,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def exported(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx")
-    summary = onnx_from_classifier(tiny, folder / "model.onnx", labels=LABELS, max_len=32, profile="tiny",
+    summary = onnx_from_classifier(tiny, folder / "model.onnx", labels=LABELS, max_len=32, model_size="tiny",
                                    checkpoint_fingerprint="abc123", checkpoint_path="/ckpt/here")
     return summary
 
@@ -95,7 +95,7 @@ def test_metadata_records_the_source(exported):
     assert meta["checkpoint_path"] == "/ckpt/here"
     assert meta["labels"] == LABELS
     assert meta["max_len"] == 32 and meta["opset"] == exported.opset
-    assert meta["input_dtype"] == "int32" and meta["profile"] == "tiny" and meta["variant"] == "plain"
+    assert meta["input_dtype"] == "int32" and meta["model_size"] == "tiny" and meta["variant"] == "plain"
     assert meta["num_hidden_layers"] == LAYERS
 
 
@@ -249,7 +249,7 @@ def test_speed_study_and_fast_path_on_tiny(exported, tmp_path):
     from helpers.fastpath import PYTORCH, RECIPES, SpeedConfig, speed_study, write_fast_path
 
     assert len({r.name for r in RECIPES}) == 8  # {plain, fused} x SkipLayerNorm {on, off} x {fp32, int8}
-    study = speed_study(SpeedConfig(profile="tiny", seq_len=16, rounds=2, warmup=0), log=None)
+    study = speed_study(SpeedConfig(model_size="tiny", seq_len=16, rounds=2, warmup=0), log=None)
     assert set(study.measurements) == {PYTORCH, *(r.name for r in RECIPES)}
     # the bench harness timed them: one call per candidate per round, each compared with PyTorch
     assert all(m.latency.n == 2 and len(m.round_medians_ms) == 2 and (m.batch, m.seq_len) == (1, 16)
@@ -295,7 +295,7 @@ def fake_study(int8_ms: dict[tuple[str, bool], float], fp32_ms: float = 200.0, *
     lat = {PYTORCH: measured(PYTORCH, 250.0)}
     for r in RECIPES:
         lat[r.name] = measured(r.name, int8_ms[(r.graph, r.skip_layer_norm)] if r.int8 else fp32_ms)
-    return SpeedStudy(SpeedConfig(profile="base"), lat, **fields)
+    return SpeedStudy(SpeedConfig(model_size="base"), lat, **fields)
 
 
 def test_fastest_recipe_breaks_ties_by_preference():
@@ -310,16 +310,16 @@ def test_fastest_recipe_breaks_ties_by_preference():
     assert clear.speedup("ort int8 plain (SkipLayerNorm on)") == pytest.approx(250.0 / 66.3)
 
 
-def test_speed_study_follows_the_trained_profile_unless_told():
-    """02's quick run (profile=tiny) used to time the BERT-base architecture for 20 rounds whatever it trained."""
+def test_speed_study_follows_the_trained_model_size_unless_told():
+    """02's quick run (model_size=tiny) used to time the BERT-base architecture for 20 rounds whatever it trained."""
     from helpers.fastpath import SpeedConfig, speed_config
 
-    assert speed_config("tiny").profile == "tiny"
-    assert speed_config("small", "").profile == "small"
-    assert speed_config("tiny", "base", rounds=5) == SpeedConfig(profile="base", rounds=5)
+    assert speed_config("tiny").model_size == "tiny"
+    assert speed_config("small", "").model_size == "small"
+    assert speed_config("tiny", "base", rounds=5) == SpeedConfig(model_size="base", rounds=5)
     with pytest.raises(TypeError):
         SpeedConfig()  # no silent default architecture
-    with pytest.raises(ConfigError, match="Unknown profile 'huge'"):
+    with pytest.raises(ConfigError, match="Unknown model size 'huge'"):
         speed_config("tiny", "huge")
 
 

@@ -30,7 +30,7 @@ def toy_split(sentences, seed: int) -> Split:
 def keep(paths, model, tokenizer, split, overwrite=False):
     stats = {"count": len(split.train), "max_len": tokenizer.max_len, "percentiles": {"50": 8}}
     return save_trained_model(paths, model, tokenizer.vocab, split=split, length_stats=stats,
-                              max_len=tokenizer.max_len, meta={"profile": "tiny", "metrics": {"test_accuracy": 0.5}},
+                              max_len=tokenizer.max_len, meta={"model_size": "tiny", "metrics": {"test_accuracy": 0.5}},
                               split_extra={"seed": 0}, overwrite=overwrite)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.config import PROFILES
+from helpers.config import MODEL_SIZES
 from helpers.errors import CheckpointError, ConfigError
 from helpers.io import sha256_file
 from helpers.model import (
@@ -39,12 +39,12 @@ def test_bert4torch_traps_are_handled(tiny_model):
 
 def test_one_label_is_refused():
     with pytest.raises(ConfigError, match="at least 2 labels"):
-        SentimentClassifier(bert_config(PROFILES["tiny"], 50), num_labels=1)
+        SentimentClassifier(bert_config(MODEL_SIZES["tiny"], 50), num_labels=1)
 
 
 def _save(path, model, tokenizer, **kw):
     return save_checkpoint(path, model, tokenizer.vocab, labels=["negative", "positive"], max_len=tokenizer.max_len,
-                           meta={"profile": "tiny", "metrics": {"test_accuracy": 0.5}}, **kw)
+                           meta={"model_size": "tiny", "metrics": {"test_accuracy": 0.5}}, **kw)
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_model, tokenizer):

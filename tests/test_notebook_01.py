@@ -1,7 +1,7 @@
 """Notebook 01 run the way a user runs it (papermill) into an artifacts folder that already holds a model.
 
 A refused run must stop at its first cell, before it writes anything; a run that fails later - here, a model
-that misses the profile's accuracy floor, with overwrite=True - must stop before the save. Either way every
+that misses the model size's accuracy floor, with overwrite=True - must stop before the save. Either way every
 file of the model already kept (checkpoint and data split) stays byte for byte as it was.
 """
 
@@ -35,7 +35,7 @@ def run_01(paths: ArtifactPaths, out: Path, **params) -> tuple[str, str]:
     """Execute 01; returns the failing cell's source and the error's name."""
     with pytest.raises(pm.PapermillExecutionError) as info:
         pm.execute_notebook(str(NOTEBOOK), str(out), cwd=str(NOTEBOOK.parent), progress_bar=False,
-                            parameters={"profile": "tiny", "artifacts_dir": str(paths.root), **params})
+                            parameters={"model_size": "tiny", "artifacts_dir": str(paths.root), **params})
     executed = json.loads(out.read_text(encoding="utf-8"))
     failed = [c for c in executed["cells"] if c["cell_type"] == "code"
               and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
@@ -56,6 +56,6 @@ def test_a_model_failing_its_checks_is_never_saved(kept, tmp_path):
     # a learning rate that cannot move the weights: the model stays near chance, below tiny's floor
     source, error = run_01(kept, tmp_path / "failed.ipynb", overwrite=True, pretrain_steps=0, lr=1e-12,
                            batch_size=256, max_len=32)
-    assert error == "AssertionError" and "prof.accuracy_floor" in source
+    assert error == "AssertionError" and "size.accuracy_floor" in source
     assert files(kept.root) == before
     assert sorted(p.name for p in kept.root.iterdir()) == ["checkpoint", "data"]

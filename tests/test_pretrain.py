@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.config import PROFILES, PretrainConfig
+from helpers.config import MODEL_SIZES, PretrainConfig
 from helpers.data import Dataset, Split
 from helpers.errors import CheckpointError, ConfigError
 from helpers.model import bert_config
@@ -19,7 +19,7 @@ from helpers.pretrain import (
 )
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
-TINY = PROFILES["tiny"]
+TINY = MODEL_SIZES["tiny"]
 CFG = PretrainConfig(steps=6, batch_size=4, seq_len=16, lr=2e-3, warmup_steps=2, vocab_min_count=1)
 
 

@@ -47,9 +47,9 @@ def test_a_tensorrt_runtime_that_refuses_this_gpu_is_passed_over(tmp_path, monke
     import helpers.machine as machine
     import helpers.trt.compat as compat
 
-    for name in ("e.plan", "f.onnx", "fr.onnx", "i.onnx"):
+    for name in ("e.engine", "f.onnx", "fr.onnx", "i.onnx"):
         (tmp_path / name).write_bytes(b"x")
-    files = {"tensorrt": "e.plan", "fused-fp16": "f.onnx", "fused-fp16-rightpad": "fr.onnx", "int8": "i.onnx"}
+    files = {"tensorrt": "e.engine", "fused-fp16": "f.onnx", "fused-fp16-rightpad": "fr.onnx", "int8": "i.onnx"}
     rtx = type("tensorrt_rtx_bindings", (), {"__version__": "1.7.1.116", "Runtime": object})
     monkeypatch.setattr(compat, "import_tensorrt", lambda flavour=None: rtx)
     monkeypatch.setattr(compat, "flavour_of", lambda trt: "tensorrt-rtx")
@@ -65,7 +65,7 @@ def test_a_gpu_repository_carries_every_gpu_file_and_the_cpu_fallback(tmp_path):
     from helpers.serving.repository import Sources, model_files
 
     onnx = {k: tmp_path / f"{k}.onnx" for k in ("plain", "fused", "int8", "fp16", "fused-fp16", "fused-fp16-rightpad")}
-    sources = Sources(tmp_path / "vocab.txt", ["negative", "positive"], 32, onnx, engine=tmp_path / "model.fp16.plan")
+    sources = Sources(tmp_path / "vocab.txt", ["negative", "positive"], 32, onnx, engine=tmp_path / "model.fp16.engine")
     assert set(model_files(sources, "cpu")) == {"int8"}
     assert set(model_files(sources, "gpu")) == {"tensorrt", "fused-fp16", "fused-fp16-rightpad", "fp16", "int8"}
     del onnx["fused-fp16"]  # a companion never comes without its graph

@@ -13,7 +13,7 @@ from helpers.errors import ConfigError
 from helpers.serving.model import SERVING_FILE
 from helpers.serving.repository import (LOADABLE_HERE, Batching, RepositoryConfig, check_repository, ensemble_config,
                                         onnx_config, parse_config, python_model_config, trt_config, write_repository)
-from helpers.trt.profiles import ProfilePlan, ShapeProfile
+from helpers.trt.profiles import ProfileSet, ShapeProfile
 from serving_fixtures import repository, sources  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +60,25 @@ def test_onnx_and_ensemble_configs():
 
 
 def test_tensorrt_config_follows_the_engine_profiles():
-    plan = ProfilePlan((ShapeProfile(1, 1, 1, 1, 48, 128), ShapeProfile(2, 32, 32, 1, 48, 128)))
-    cfg = parse_config(trt_config(plan, 2, RepositoryConfig()))
+    profile_set = ProfileSet((ShapeProfile(1, 1, 1, 1, 48, 128), ShapeProfile(2, 32, 32, 1, 48, 128)))
+    cfg = parse_config(trt_config(profile_set, 2, RepositoryConfig()))
     assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 32
     assert list(cfg.instance_group[0].profile) == ["0", "1"] and cfg.instance_group[0].kind == 1
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8, 16]
+
+
+def test_the_engine_goes_into_triton_as_model_plan(tmp_path, sources):  # noqa: F811
+    """The series names engine files *.engine; Triton's TensorRT backend loads <model>/1/model.plan."""
+    import dataclasses
+
+    engine = tmp_path / "model.fp16.engine"
+    engine.write_bytes(b"ENGINE")
+    with_engine = dataclasses.replace(sources, engine=engine,
+                                      profile_set=ProfileSet((ShapeProfile(1, 8, 32, 1, 48, 128),)))
+    repository = write_repository(tmp_path / "repo", with_engine)
+    assert "classifier_trt" in repository.models and "classifier_trt" not in repository.skipped
+    assert [p.name for p in (repository.root / "classifier_trt" / "1").iterdir()] == ["model.plan"]
+    assert (repository.root / "classifier_trt" / "1" / "model.plan").read_bytes() == b"ENGINE"
 
 
 def test_bad_settings_are_refused():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.config import PROFILES
+from helpers.config import MODEL_SIZES
 from helpers.data import Dataset, Split, load_corpus
 from helpers.errors import ConfigError
 from helpers.model import SentimentClassifier, bert_config
@@ -29,9 +29,9 @@ def test_bucketed_batches_cover_every_index_once():
 def test_config_checks_and_defaults():
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
         TrainConfig(batch_size=0)
-    cfg = train_config_from(PROFILES["tiny"], epochs=2, device="cpu")
-    assert cfg.epochs == 2 and cfg.batch_size == PROFILES["tiny"].batch_size and cfg.lr == PROFILES["tiny"].lr
-    small = PROFILES["small"]
+    cfg = train_config_from(MODEL_SIZES["tiny"], epochs=2, device="cpu")
+    assert cfg.epochs == 2 and cfg.batch_size == MODEL_SIZES["tiny"].batch_size and cfg.lr == MODEL_SIZES["tiny"].lr
+    small = MODEL_SIZES["small"]
     assert train_config_from(small, init="pretrained_dir", device="cpu").lr == FINETUNE_LR < small.lr
     assert train_config_from(small, init="scratch", device="cpu").lr == small.scratch_lr
     with pytest.raises(ConfigError, match="init must be one of"):
@@ -51,7 +51,7 @@ def test_training_learns_a_separable_toy_task(tiny_model, tokenizer, sentences):
 
 def test_seeding_before_the_model_exists_fixes_its_weights(tokenizer):
     def build():
-        return SentimentClassifier(bert_config(PROFILES["tiny"], tokenizer.vocab_size), num_labels=2)
+        return SentimentClassifier(bert_config(MODEL_SIZES["tiny"], tokenizer.vocab_size), num_labels=2)
 
     seed_everything(5)
     a, draws_a = build(), (random.random(), np.random.rand())
@@ -70,16 +70,16 @@ def test_same_parameters_give_the_same_metrics_on_tiny(tmp_path):
     full, _ = load_corpus(seed=42)
     split = Split(*(Dataset(p.texts[:n], p.labels[:n]) for p, n in ((full.train, 560), (full.valid, 200), (full.test, 200))),
                   labels=full.labels, source=full.source)
-    prof = PROFILES["tiny"]
+    size = MODEL_SIZES["tiny"]
 
     def run(folder):
         seed_everything(123)
         corpus = pretraining_corpus(split)
-        encoder = pretrained_encoder(folder, prof, corpus, pretrain_config_from(prof, 6), seed=123, progress=False)
+        encoder = pretrained_encoder(folder, size, corpus, pretrain_config_from(size, 6), seed=123, progress=False)
         seed_everything(123)
-        model, vocab, init = initial_classifier(prof, split, encoder)
+        model, vocab, init = initial_classifier(size, split, encoder)
         tokenizer = SentenceTokenizer(vocab, 37)
-        cfg = train_config_from(prof, batch_size=7, epochs=1, seed=123, init=init, device="cpu")
+        cfg = train_config_from(size, batch_size=7, epochs=1, seed=123, init=init, device="cpu")
         hist = train_classifier(model, tokenizer, split, cfg, progress=False)
         return (evaluate(model, tokenizer, split.test), hist.step_loss,
                 predict_label_ids(model, tokenizer, split.valid.texts).tolist(), model.state_dict())

@@ -22,7 +22,7 @@ lean = pytest.importorskip("tensorrt_lean_bindings", reason="pip install -r envi
 def backend_on_doubles(tmp_path, profiles, **kwargs):
     buffers = numpy_buffers()
     engine = EngineDouble(lean, profiles, buffers.memory)
-    path = tmp_path / "model.fp16.plan"
+    path = tmp_path / "model.fp16.engine"
     path.write_bytes(b"engine bytes")
     return TensorRTBackend(path, buffers=buffers, trt=module_with_runtime(lean, engine), **{"check": False, **kwargs}), buffers
 
@@ -73,15 +73,15 @@ def test_the_sidecar_is_checked_with_the_onnx_before_any_buffer_is_opened(tmp_pa
     monkeypatch.setattr(module, "check_engine", check_engine)
     monkeypatch.setattr(runtime, "make_buffers", lambda kind, device: pytest.fail("buffers opened for a stale engine"))
     with pytest.raises(EngineMismatchError, match="changed since the build"):
-        TensorRTBackend(tmp_path / "model.fp16.plan", onnx_path=tmp_path / "model.fp16.onnx", gpu=1, trt=lean)
-    assert checked == [("model.fp16.plan", running_here(1), tmp_path / "model.fp16.onnx")]
+        TensorRTBackend(tmp_path / "model.fp16.engine", onnx_path=tmp_path / "model.fp16.onnx", gpu=1, trt=lean)
+    assert checked == [("model.fp16.engine", running_here(1), tmp_path / "model.fp16.onnx")]
 
 
 def test_an_engine_without_the_contract_io_is_refused_and_closed(tmp_path):
     buffers = numpy_buffers()
     engine = EngineDouble(lean, [((1, 1), (4, 16), (4, 32))], buffers.memory)
     engine._names = ["input_ids", "token_type_ids", "logits"]
-    path = tmp_path / "model.fp16.plan"
+    path = tmp_path / "model.fp16.engine"
     path.write_bytes(b"engine bytes")
     with pytest.raises(BackendError, match=r"lacks the inputs \['segment_ids'\]"):
         TensorRTBackend(path, buffers=buffers, check=False, trt=module_with_runtime(lean, engine))
@@ -96,7 +96,7 @@ def test_without_tensorrt_the_backend_says_how_to_install(tmp_path, monkeypatch)
                         lambda name, *a: (_ for _ in ()).throw(ImportError(name)) if name in ("tensorrt", "tensorrt_rtx_bindings")
                         else real(name, *a))
     with pytest.raises(TensorRTUnavailableError, match="pip install tensorrt-cu12"):
-        TensorRTBackend(tmp_path / "model.fp16.plan")
+        TensorRTBackend(tmp_path / "model.fp16.engine")
 
 
 def test_an_rtx_runtime_on_a_gpu_it_refuses_is_unavailable_not_broken(tmp_path, monkeypatch):
@@ -109,4 +109,4 @@ def test_an_rtx_runtime_on_a_gpu_it_refuses_is_unavailable_not_broken(tmp_path, 
     monkeypatch.setattr(module, "check_engine", lambda *a: pytest.fail("an engine checked where none can run"))
     with pytest.raises(TensorRTUnavailableError, match=r"NVIDIA H200: TensorRT-RTX's runtime does not run on compute "
                                                        r"capability 9.0 .*pip install tensorrt-cu13"):
-        TensorRTBackend(tmp_path / "model.fp16.plan", trt=rtx)
+        TensorRTBackend(tmp_path / "model.fp16.engine", trt=rtx)

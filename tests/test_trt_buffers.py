@@ -12,7 +12,7 @@ import pytest
 from helpers.errors import BackendError, ConfigError, InputError, TensorRTUnavailableError
 from helpers.export import TensorSpec
 from helpers.trt.buffers import (BUFFER_KINDS, BufferSpec, CudaPythonMemory, DeviceBuffers, PycudaMemory, TorchMemory,
-                                 buffer_kind_status, make_buffers, plan_buffers, total_bytes)
+                                 buffer_kind_status, make_buffers, size_buffers, total_bytes)
 
 from trt_doubles import NumpyMemory, numpy_buffers
 
@@ -21,33 +21,33 @@ SPECS = (TensorSpec("input_ids", True, np.dtype(np.int32), (-1, -1)),
          TensorSpec("logits", False, np.dtype(np.float32), (-1, 2)))
 
 
-def test_plan_sizes_every_tensor_at_the_maximum():
-    plan = plan_buffers(SPECS, max_batch=32, max_len=128)
-    assert [(b.name, b.max_shape, b.nbytes) for b in plan] == [
+def test_every_tensor_is_sized_at_the_maximum():
+    sizes = size_buffers(SPECS, max_batch=32, max_len=128)
+    assert [(b.name, b.max_shape, b.nbytes) for b in sizes] == [
         ("input_ids", (32, 128), 32 * 128 * 4), ("segment_ids", (32, 128), 32 * 128 * 4), ("logits", (32, 2), 256)]
-    assert total_bytes(plan) == 2 * 16384 + 256
-    assert plan[0].row() == {"tensor": "input_ids", "direction": "input", "dtype": "int32", "max shape": "32x128",
+    assert total_bytes(sizes) == 2 * 16384 + 256
+    assert sizes[0].row() == {"tensor": "input_ids", "direction": "input", "dtype": "int32", "max shape": "32x128",
                              "bytes": 16384}
 
 
 def test_dtype_decides_the_bytes():
     int64 = (TensorSpec("input_ids", True, np.dtype(np.int64), (-1, -1)),)
     half = (TensorSpec("logits", False, np.dtype(np.float16), (-1, 2)),)
-    assert plan_buffers(int64, 4, 10)[0].nbytes == 4 * 10 * 8
-    assert plan_buffers(half, 4, 10)[0].nbytes == 4 * 2 * 2
+    assert size_buffers(int64, 4, 10)[0].nbytes == 4 * 10 * 8
+    assert size_buffers(half, 4, 10)[0].nbytes == 4 * 2 * 2
 
 
 def test_given_maxima_win_and_unknown_dynamic_axes_are_errors():
     odd = (TensorSpec("hidden", False, np.dtype(np.float32), (-1, -1, 64)),)
     with pytest.raises(ConfigError, match="dynamic axis 1"):
-        plan_buffers(odd, 8, 16)
-    assert plan_buffers(odd, 8, 16, max_shapes={"hidden": (8, 16, 64)})[0].nbytes == 8 * 16 * 64 * 4
+        size_buffers(odd, 8, 16)
+    assert size_buffers(odd, 8, 16, max_shapes={"hidden": (8, 16, 64)})[0].nbytes == 8 * 16 * 64 * 4
     with pytest.raises(ConfigError, match="max_batch and max_len >= 1"):
-        plan_buffers(SPECS, 0, 16)
+        size_buffers(SPECS, 0, 16)
 
 
 def test_buffers_are_reused_and_views_checked():
-    buffers = numpy_buffers().allocate(plan_buffers(SPECS, 8, 16))
+    buffers = numpy_buffers().allocate(size_buffers(SPECS, 8, 16))
     ptr = buffers.device_ptr("input_ids")
     for shape in [(1, 3), (8, 16), (2, 5)]:
         data = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
@@ -66,12 +66,12 @@ def test_buffers_are_reused_and_views_checked():
     with pytest.raises(InputError, match="no buffer for tensor 'token_type_ids'"):
         buffers.host_view("token_type_ids", (1, 1))
     with pytest.raises(BackendError, match="already allocated"):
-        buffers.allocate(plan_buffers(SPECS, 8, 16))
+        buffers.allocate(size_buffers(SPECS, 8, 16))
 
 
 def test_close_is_deterministic_and_idempotent():
     with numpy_buffers() as buffers:
-        buffers.allocate(plan_buffers(SPECS, 2, 4))
+        buffers.allocate(size_buffers(SPECS, 2, 4))
     assert [e[0] for e in buffers.memory.log if e[0] in ("free", "close")] == ["free"] * 3 + ["close"]
     assert [e[1] for e in buffers.memory.log if e[0] == "free"] == [16, 32, 32]  # reverse order of allocation
     buffers.close()  # the double fails a second free or a second close
@@ -89,11 +89,11 @@ def test_a_failed_allocation_frees_what_was_made_and_closes():
 
     buffers = DeviceBuffers(FailsThird())
     with pytest.raises(BackendError, match="out of memory"):
-        buffers.allocate(plan_buffers(SPECS, 8, 16))
+        buffers.allocate(size_buffers(SPECS, 8, 16))
     assert buffers.memory.blocks == {} and not buffers.memory.open  # both buffers freed, the context popped
-    assert buffers.plan == {}
+    assert buffers.sizes == {}
     with pytest.raises(BackendError, match="used after close"):
-        buffers.allocate(plan_buffers(SPECS, 8, 16))
+        buffers.allocate(size_buffers(SPECS, 8, 16))
 
 
 def test_kinds_report_why_they_are_unavailable(monkeypatch):
@@ -182,7 +182,7 @@ def test_cuda_python_sets_the_device_first_and_releases_everything_when_cudamall
     buffers = DeviceBuffers(CudaPythonMemory(1))
     assert rt.calls == [("cudaSetDevice", (1,)), ("cudaStreamCreate", ())]
     with pytest.raises(BackendError, match=r"cudaMalloc\(512\) failed with cudaErrorMemoryAllocation \(out of memory\)"):
-        buffers.allocate(plan_buffers(SPECS, 8, 16))
+        buffers.allocate(size_buffers(SPECS, 8, 16))
     assert rt.calls[2:] == [("cudaMallocHost", (512,)), ("cudaMalloc", (512,)),
                             ("cudaFreeHost", (ctypes.addressof(rt._host[0]),)), ("cudaStreamDestroy", (0x5,))]
 

@@ -2,7 +2,7 @@
 
 TensorRT-RTX (``tensorrt_rtx_bindings``, installed by environment/requirements-trt-check.txt) compiles
 engines ahead of time without a GPU, with the TensorRT 11 Python API. These tests build 02's graphs of a
-tiny random classifier (model.onnx -> FP32, model.fp16.onnx -> FP16) with the multi-profile plan 04 chooses
+tiny random classifier (model.onnx -> FP32, model.fp16.onnx -> FP16) with the multi-profile set 04 chooses
 from 01-style length statistics, and check what came out.
 
 What can be read back without a GPU, and how:
@@ -38,7 +38,7 @@ from helpers.trt.builder import (DEFAULT_WORKSPACE_MIB, RTX_TIMING_CACHE_NOTE, B
                                  engine_name, onnx_for, workspace_advice)
 from helpers.trt.metadata import (NO_GPU, RunningEnvironment, build_environment, engine_validity, read_metadata,
                                   sidecar_path)
-from helpers.trt.profiles import ProfilePlan, ShapeProfile, choose_profiles
+from helpers.trt.profiles import ProfileSet, ShapeProfile, choose_profiles
 from helpers.trt.smoke import smoke_onnx
 
 rtx = compat.import_tensorrt("tensorrt-rtx")  # fails with the install command if the test environment lacks it
@@ -56,13 +56,13 @@ def onnx_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("onnx")
     arch = architecture_model("tiny", 120, seed=1)
-    onnx_from_classifier(arch.model, folder / ONNX_FILES["plain"], labels=list(arch.labels), max_len=64, profile="tiny")
+    onnx_from_classifier(arch.model, folder / ONNX_FILES["plain"], labels=list(arch.labels), max_len=64, model_size="tiny")
     fp16_onnx_from_plain(folder / ONNX_FILES["plain"], folder / ONNX_FILES["fp16"])
     return folder
 
 
 @pytest.fixture(scope="module")
-def plan():
+def profile_set():
     """04's choice from 01-style length statistics (a long tail, batches 1..32): several profiles."""
     lengths = np.random.default_rng(0).lognormal(3.0, 0.6, 2000).astype(int) + 2
     chosen = choose_profiles(length_stats(lengths, 64), "1,8,32")
@@ -71,19 +71,20 @@ def plan():
 
 
 @pytest.fixture(scope="module")
-def built(onnx_dir, plan, tmp_path_factory):
+def built(onnx_dir, profile_set, tmp_path_factory):
     """Both precisions built once for the module, with TensorRT-RTX."""
     out = tmp_path_factory.mktemp("trt")
     features = compat.features_of(rtx)
     results = {}
     for precision in ("fp32", "fp16"):
         results[precision] = engine_from_onnx(onnx_for(onnx_dir, features, precision), out / engine_name(precision),
-                                              plan, BuildSettings(precision, cache_dir=out), build_environment(rtx), trt=rtx)
+                                              profile_set, BuildSettings(precision, cache_dir=out), build_environment(rtx),
+                                              trt=rtx)
     return results
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_real_build_has_the_contract_io_and_every_profile(built, plan, precision, capsys):
+def test_real_build_has_the_contract_io_and_every_profile(built, profile_set, precision, capsys):
     result = built[precision]
     meta = read_metadata(result.engine_path)
     with capsys.disabled():
@@ -93,7 +94,7 @@ def test_real_build_has_the_contract_io_and_every_profile(built, plan, precision
     assert {"inputs": result.network_io.inputs, "outputs": result.network_io.outputs} == ENGINE_IO
     assert meta.onnx_file == ONNX_FILES["plain" if precision == "fp32" else "fp16"]
     assert (meta.flavour, meta.tensorrt_version, meta.precision) == ("tensorrt-rtx", rtx.__version__, precision)
-    assert meta.profile_plan().profiles == plan.profiles
+    assert meta.profile_set().profiles == profile_set.profiles
     assert meta.input_dtypes == {"input_ids": "int32", "segment_ids": "int32"} and meta.output_dtypes == {"logits": "float32"}
     assert meta.compute_capability == compat.RTX_PORTABLE_TARGETS and meta.workspace_bytes == DEFAULT_WORKSPACE_MIB << 20
     assert meta.gpu_name == (NO_GPU if not HAS_GPU else meta.gpu_name)
@@ -109,7 +110,7 @@ def test_fp16_engine_carries_the_fp16_graph(built):
 
 
 def test_a_damaged_engine_is_malformed_to_tensorrt_rtx(built, tmp_path):
-    damaged = tmp_path / "damaged.plan"
+    damaged = tmp_path / "damaged.engine"
     damaged.write_bytes(b"\0" * 64 + built["fp32"].engine_path.read_bytes()[64:])
     assert "MALFORMED_ENGINE" in engine_validity(damaged, rtx).diagnostics
 
@@ -139,14 +140,14 @@ def as_full_tensorrt(module):
 def test_full_tensorrt_timing_cache_is_written_offered_and_judged_by_tensorrt(tmp_path):
     trt = as_full_tensorrt(rtx)
     onnx_path = smoke_onnx(tmp_path / "model.onnx")
-    plan = ProfilePlan((ShapeProfile(1, 4, 8, 1, 16, 32),))
+    profile_set = ProfileSet((ShapeProfile(1, 4, 8, 1, 16, 32),))
     running = RunningEnvironment(rtx.__version__, "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
     settings = BuildSettings("fp32", 64, cache_dir=tmp_path / "cache")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TensorRT-RTX deprecates its timing cache calls
-        first = engine_from_onnx(onnx_path, tmp_path / "a.plan", plan, settings, running, trt=trt)
+        first = engine_from_onnx(onnx_path, tmp_path / "a.engine", profile_set, settings, running, trt=trt)
         written = first.timing_cache.read_bytes()
-        second = engine_from_onnx(onnx_path, tmp_path / "b.plan", plan, settings, running, trt=trt)
+        second = engine_from_onnx(onnx_path, tmp_path / "b.engine", profile_set, settings, running, trt=trt)
     assert first.timing_cache.name == f"timing-trt{rtx.__version__}-sm90.cache" and len(written) > 0
     assert not first.timing_cache_reused and first.timing_cache_note.startswith("no timing cache yet")
     if HAS_GPU:
@@ -155,7 +156,7 @@ def test_full_tensorrt_timing_cache_is_written_offered_and_judged_by_tensorrt(tm
         assert not second.timing_cache_reused
         assert "was offered but TensorRT did not load it" in second.timing_cache_note
         assert "Failed to deserialize timing cache" in second.timing_cache_note
-    assert read_metadata(tmp_path / "b.plan").flavour == "tensorrt"
+    assert read_metadata(tmp_path / "b.engine").flavour == "tensorrt"
 
 
 def broken_onnx(path):
@@ -172,36 +173,36 @@ def broken_onnx(path):
 def test_parser_errors_reach_the_user_in_full(tmp_path):
     path = broken_onnx(tmp_path / "model.onnx")
     with pytest.raises(BackendError) as err:
-        engine_from_onnx(path, tmp_path / "e.plan", ProfilePlan((ShapeProfile(1, 1, 2, 1, 8, 16),)),
+        engine_from_onnx(path, tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 2, 1, 8, 16),)),
                          BuildSettings("fp32"), build_environment(rtx), trt=rtx)
     text = str(err.value)
     assert f"TensorRT-RTX {rtx.__version__}'s ONNX parser rejected model.onnx with 1 error(s):" in text
     assert "#0: Invalid Node - node_of_logits [code INVALID_NODE, node 4 '', op 'MatMul']" in text
     assert "TensorRT's log:" in text and "While parsing node number 4 [MatMul -> \"logits\"]" in text
-    assert not (tmp_path / "e.plan").exists() and not sidecar_path(tmp_path / "e.plan").exists()
+    assert not (tmp_path / "e.engine").exists() and not sidecar_path(tmp_path / "e.engine").exists()
 
 
 def test_profile_with_min_above_opt_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"profile batch range must satisfy 1 <= min <= opt <= max with integers, "
                                           r"got min=8, opt=4, max=16"):
-        ProfilePlan.from_dicts([dict(min_batch=8, opt_batch=4, max_batch=16, min_len=1, opt_len=8, max_len=16)])
+        ProfileSet.from_dicts([dict(min_batch=8, opt_batch=4, max_batch=16, min_len=1, opt_len=8, max_len=16)])
     # Had one slipped past that check, TensorRT refuses it too, and the build says so with TensorRT's words.
     bad = object.__new__(ShapeProfile)
     for key, value in dict(min_batch=8, opt_batch=4, max_batch=16, min_len=1, opt_len=8, max_len=16).items():
         object.__setattr__(bad, key, value)
     with pytest.raises(BackendError, match=r"refused optimization profile batch 8-16 \(opt 4\).*MIN<=OPT<=MAX"):
-        engine_from_onnx(smoke_onnx(tmp_path / "m.onnx"), tmp_path / "e.plan", ProfilePlan((bad,)),
+        engine_from_onnx(smoke_onnx(tmp_path / "m.onnx"), tmp_path / "e.engine", ProfileSet((bad,)),
                          BuildSettings("fp32"), build_environment(rtx), trt=rtx)
 
 
 def test_too_small_a_workspace_is_explained_with_workspace_mib(onnx_dir, tmp_path):
     with pytest.raises(BackendError) as err:
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfilePlan((ShapeProfile(1, 8, 32, 1, 16, 64),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 8, 32, 1, 16, 64),)),
                          BuildSettings("fp32", 1), build_environment(rtx), trt=rtx)
     text = str(err.value)
     assert "within workspace limit" in text  # TensorRT's own message, in full
     assert "No kernel fits in the workspace limit of 1 MiB: build again with a larger workspace_mib" in text
-    assert not (tmp_path / "e.plan").exists()
+    assert not (tmp_path / "e.engine").exists()
 
 
 def test_out_of_memory_advice_names_workspace_mib():
@@ -217,14 +218,14 @@ def test_out_of_memory_advice_names_workspace_mib():
 def test_the_fp32_graph_is_refused_for_fp16(onnx_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"model.onnx is an FP32 graph but precision 'fp16' needs the FP16 graph "
                                           r"\(model.fp16.onnx\)"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfilePlan((ShapeProfile(1, 1, 1, 1, 8, 8),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
                          BuildSettings("fp16"), build_environment(rtx), trt=rtx)
 
 
 def test_the_build_environment_must_match_the_module(onnx_dir, tmp_path):
     running = RunningEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
     with pytest.raises(ConfigError, match="the build environment is for tensorrt but the module is tensorrt-rtx"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfilePlan((ShapeProfile(1, 1, 1, 1, 8, 8),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
                          BuildSettings("fp32"), running, trt=rtx)
 
 
@@ -237,7 +238,7 @@ def test_a_runtime_only_module_cannot_build(onnx_dir, tmp_path):
     lean = pytest.importorskip("tensorrt_lean_bindings")
     running = RunningEnvironment(lean.__version__, "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
     with pytest.raises(TensorRTUnavailableError, match="The engine builder .* is not available"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.plan", ProfilePlan((ShapeProfile(1, 1, 1, 1, 8, 8),)),
+        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
                          BuildSettings("fp32"), running, trt=lean)
 
 

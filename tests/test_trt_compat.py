@@ -61,16 +61,16 @@ def test_strongly_typed_network_flag_where_it_exists():
 def test_one_fp16_path_on_every_release():
     for trt in (TRT10, TRT11, RTX):
         features = compat.features_of(trt)
-        fp16, fp32 = compat.precision_plan(features, "fp16"), compat.precision_plan(features, "fp32")
+        fp16, fp32 = compat.precision_spec(features, "fp16"), compat.precision_spec(features, "fp32")
         assert (fp16.onnx_variant, fp16.onnx_key, fp16.trtexec_args, fp16.polygraphy_args) == (
             "fp16", "fp16", ("--stronglyTyped",), ("--strongly-typed",))
         assert (fp32.onnx_variant, fp32.onnx_key) == ("fp32", "plain")
         assert "strongly typed" in fp16.explanation and "never" not in fp32.explanation
     assert not hasattr(compat, "fp16_builder_flag")  # the weakly typed branch is gone
-    without_flag = compat.precision_plan(compat.TrtFeatures("12.0", strongly_typed_flag=False), "fp16")
+    without_flag = compat.precision_spec(compat.TrtFeatures("12.0", strongly_typed_flag=False), "fp16")
     assert without_flag.trtexec_args == () and without_flag.polygraphy_args == ()
     with pytest.raises(ConfigError, match="precision must be one of"):
-        compat.precision_plan(compat.features_of(TRT11), "int8")
+        compat.precision_spec(compat.features_of(TRT11), "int8")
 
 
 def test_builder_is_required_for_building():

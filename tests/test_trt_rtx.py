@@ -30,7 +30,7 @@ def runner_on(trt, settings=RtxRuntimeSettings()):
     buffers = numpy_buffers()
     logger = compat.capturing_logger(trt, echo=False)
     engine = EngineDouble(trt, PROFILES, buffers.memory, logger)
-    return EngineRunner(LoadedEngine(trt, None, engine, logger, Path("model.fp16.plan")), buffers, settings), engine
+    return EngineRunner(LoadedEngine(trt, None, engine, logger, Path("model.fp16.engine")), buffers, settings), engine
 
 
 def run_once(runner):
@@ -50,7 +50,7 @@ def test_settings_are_checked_and_default_to_tensorrt_rtxs_own():
         RtxRuntimeSettings(cuda_graphs="on")
     with pytest.raises(ConfigError, match="kernel_specialization must be one of"):
         RtxRuntimeSettings(kernel_specialization="JIT")
-    assert runtime_cache_path("artifacts/trt/model.fp16.plan") == Path("artifacts/trt/model.fp16.plan.rtxcache")
+    assert runtime_cache_path("artifacts/trt/model.fp16.engine") == Path("artifacts/trt/model.fp16.engine.rtxcache")
 
 
 def test_full_tensorrt_keeps_its_plain_context_and_refuses_rtx_only_settings(tmp_path):
@@ -75,7 +75,7 @@ def test_rtx_context_is_built_with_the_chosen_strategies(tmp_path):
 
 
 def test_runtime_cache_is_loaded_before_the_context_and_saved_atomically_on_close(tmp_path):
-    cache = tmp_path / "model.fp16.plan.rtxcache"
+    cache = tmp_path / "model.fp16.engine.rtxcache"
     settings = RtxRuntimeSettings(runtime_cache=cache)
     first, engine = runner_on(rtx, settings)
     assert engine.runtime_configs[-1].get_runtime_cache() is not None
@@ -92,7 +92,7 @@ def test_runtime_cache_is_loaded_before_the_context_and_saved_atomically_on_clos
 
 
 def test_a_foreign_runtime_cache_is_ignored_and_replaced(tmp_path):
-    cache = tmp_path / "model.fp16.plan.rtxcache"
+    cache = tmp_path / "model.fp16.engine.rtxcache"
     cache.write_bytes(b"a cache from another GPU or TensorRT-RTX version")
     runner, engine = runner_on(rtx, RtxRuntimeSettings(runtime_cache=cache))
     assert runner.rtx.cache_loaded is False and engine.runtime_configs[-1].get_runtime_cache().kernels == []

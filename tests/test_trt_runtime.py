@@ -29,7 +29,7 @@ def make_runner(profiles=PROFILES, input_type="INT32", buffers=None):
     buffers = buffers or numpy_buffers()
     logger = compat.capturing_logger(lean, echo=False)
     engine = EngineDouble(lean, profiles, buffers.memory, logger, input_type=input_type)
-    runner = EngineRunner(LoadedEngine(lean, None, engine, logger, Path("model.fp16.plan")), buffers)
+    runner = EngineRunner(LoadedEngine(lean, None, engine, logger, Path("model.fp16.engine")), buffers)
     return runner, engine, engine.contexts[-1], buffers
 
 
@@ -55,14 +55,14 @@ def test_io_specs_read_dtypes_from_the_engine():
 
 
 def test_profiles_are_read_from_the_engine():
-    plan = profiles_from_engine(EngineDouble(lean, PROFILES))
-    assert [p.label() for p in plan.profiles] == ["batch 1-1 (opt 1) x length 1-64 (opt 48)",
+    profile_set = profiles_from_engine(EngineDouble(lean, PROFILES))
+    assert [p.label() for p in profile_set.profiles] == ["batch 1-1 (opt 1) x length 1-64 (opt 48)",
                                                   "batch 2-16 (opt 16) x length 1-64 (opt 48)"]
 
 
 def test_int64_engines_get_int64_buffers_and_the_right_answers():
     runner, *_ = make_runner(input_type="INT64")
-    assert {b.name: b.dtype.name for b in runner.buffer_plan} == {"input_ids": "int64", "segment_ids": "int64",
+    assert {b.name: b.dtype.name for b in runner.buffer_sizes} == {"input_ids": "int64", "segment_ids": "int64",
                                                                   "logits": "float32"}
     f = feed(3, 7)
     np.testing.assert_array_equal(runner.infer(f)["logits"], expected(f))
@@ -70,7 +70,7 @@ def test_int64_engines_get_int64_buffers_and_the_right_answers():
 
 def test_buffers_are_allocated_once_at_the_profile_maximum():
     runner, _, _, buffers = make_runner()
-    sizes = {b.name: (b.max_shape, b.nbytes) for b in runner.buffer_plan}
+    sizes = {b.name: (b.max_shape, b.nbytes) for b in runner.buffer_sizes}
     assert sizes == {"input_ids": ((16, 64), 16 * 64 * 4), "segment_ids": ((16, 64), 16 * 64 * 4),
                      "logits": ((16, 2), 16 * 2 * 4)}
     for batch, seq in [(1, 5), (16, 64), (3, 17), (1, 64)]:
@@ -209,7 +209,7 @@ def test_a_failed_allocation_releases_the_context_and_everything_allocated():
     buffers = runtime.DeviceBuffers(Full())
     logger = compat.capturing_logger(lean, echo=False)
     engine = EngineDouble(lean, PROFILES, buffers.memory, logger)
-    loaded = LoadedEngine(lean, None, engine, logger, Path("model.plan"))
+    loaded = LoadedEngine(lean, None, engine, logger, Path("model.engine"))
     with pytest.raises(BackendError, match="out of memory"):
         EngineRunner(loaded, buffers)
     assert buffers.memory.blocks == {} and not buffers.memory.open and loaded.engine is None
@@ -233,24 +233,24 @@ def test_open_engine_opens_the_device_before_deserializing_and_closes_it_on_fail
 
     monkeypatch.setattr(module.Runtime, "deserialize_cuda_engine", deserialize)
     monkeypatch.setattr(runtime, "make_buffers", make_buffers)
-    (tmp_path / "model.plan").write_bytes(b"engine bytes")
-    with open_engine(tmp_path / "model.plan", trt=module, buffers="pycuda", device=1) as runner:
+    (tmp_path / "model.engine").write_bytes(b"engine bytes")
+    with open_engine(tmp_path / "model.engine", trt=module, buffers="pycuda", device=1) as runner:
         assert runner.buffers.device == 1 and len(engine.contexts) == 1
     assert events == [("buffers opened", "pycuda", 1), ("engine deserialized",)]
 
     failing = module_with_runtime(lean, None)  # deserialization fails
     memory.open = True
     with pytest.raises(EngineMismatchError):
-        open_engine(tmp_path / "model.plan", trt=failing, buffers="pycuda", device=1)
+        open_engine(tmp_path / "model.engine", trt=failing, buffers="pycuda", device=1)
     assert not memory.open  # the buffers (pycuda: its pushed context) were closed
 
 
 def test_missing_engine_names_the_notebook_to_run(tmp_path):
     with pytest.raises(MissingArtifactError, match="04_build_engine"):
-        load_engine(tmp_path / "none.plan", trt=lean)
+        load_engine(tmp_path / "none.engine", trt=lean)
 
 
 def test_undeserializable_engine_reports_tensorrt_messages(tmp_path):
-    (tmp_path / "bad.plan").write_bytes(b"not an engine")
-    with pytest.raises(EngineMismatchError, match="could not deserialize bad.plan: Serialization assertion magicTag"):
-        load_engine(tmp_path / "bad.plan", trt=module_with_runtime(lean))
+    (tmp_path / "bad.engine").write_bytes(b"not an engine")
+    with pytest.raises(EngineMismatchError, match="could not deserialize bad.engine: Serialization assertion magicTag"):
+        load_engine(tmp_path / "bad.engine", trt=module_with_runtime(lean))

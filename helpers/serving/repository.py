@@ -152,17 +152,18 @@ def onnx_config(config: RepositoryConfig, num_labels: int, threads: int = 0) -> 
             + config.batching.render(config.split_max_batch) + _instances(config.instances, config.kind) + params)
 
 
-def trt_config(plan: Any, num_labels: int, config: RepositoryConfig) -> str:
+def trt_config(profile_set: Any, num_labels: int, config: RepositoryConfig) -> str:
     """``classifier_trt``: 04's engine on the container's TensorRT backend.
 
-    ``plan`` is the engine's :class:`~helpers.trt.profiles.ProfilePlan`: ``max_batch_size`` is its largest
+    ``profile_set`` is the engine's :class:`~helpers.trt.profiles.ProfileSet`: ``max_batch_size`` is its largest
     batch, and the instance may use every profile (Triton picks the one that fits each batch's shape).
     """
-    max_batch = min(int(plan.max_batch), config.split_max_batch)
+    max_batch = min(int(profile_set.max_batch), config.split_max_batch)
     return ("name: \"classifier_trt\"\nplatform: \"tensorrt_plan\"\n" f"max_batch_size: {max_batch}\n"
             + _io([_tensor(INPUT_IDS, "TYPE_INT32", [-1]), _tensor(SEGMENT_IDS, "TYPE_INT32", [-1])],
                   [_tensor(LOGITS, "TYPE_FP32", [num_labels])])
-            + config.batching.render(max_batch) + _instances(config.instances, "KIND_GPU", range(len(plan.profiles))))
+            + config.batching.render(max_batch)
+            + _instances(config.instances, "KIND_GPU", range(len(profile_set.profiles))))
 
 
 def ensemble_config(name: str, classifier: str, num_labels: int, max_batch: int) -> str:
@@ -204,7 +205,7 @@ class Sources:
     max_len: int
     onnx: dict[str, Path]
     engine: Path | None = None
-    plan: Any = None
+    profile_set: Any = None
     fingerprint: str = ""
 
     @classmethod
@@ -223,13 +224,13 @@ class Sources:
         from ..trt.builder import engine_name
 
         engine = paths.trt / engine_name("fp16")
-        plan = None
+        profile_set = None
         if engine.is_file():
             from ..trt.metadata import read_metadata
 
-            plan = read_metadata(engine).profile_plan()
+            profile_set = read_metadata(engine).profile_set()
         return cls(paths.checkpoint / VOCAB_FILE, list(meta["labels"]), int(meta["max_len"]), onnx,
-                   engine if engine.is_file() else None, plan, str(meta.get("fingerprint", "")))
+                   engine if engine.is_file() else None, profile_set, str(meta.get("fingerprint", "")))
 
 
 @dataclass
@@ -310,12 +311,14 @@ def write_repository(dest: str | os.PathLike[str], sources: Sources, config: Rep
                 (tmp / "classifier_onnx" / "1").mkdir()
                 shutil.copy2(sources.onnx[onnx_kind], tmp / "classifier_onnx" / "1" / "model.onnx")
                 add(f"{config.name}_onnx", ensemble_config(f"{config.name}_onnx", "classifier_onnx", n, config.split_max_batch))
-            if sources.engine is not None and sources.plan is not None:
-                add("classifier_trt", trt_config(sources.plan, n, config))
+            if sources.engine is not None and sources.profile_set is not None:
+                add("classifier_trt", trt_config(sources.profile_set, n, config))
                 (tmp / "classifier_trt" / "1").mkdir()
+                # Triton's TensorRT backend (platform "tensorrt_plan") loads its engine from a file that must be
+                # named model.plan ("plan" is Triton's word for a serialized engine); everywhere else it is .engine.
                 shutil.copy2(sources.engine, tmp / "classifier_trt" / "1" / "model.plan")
-                add(f"{config.name}_trt", ensemble_config(f"{config.name}_trt", "classifier_trt", n,
-                                                          min(int(sources.plan.max_batch), config.split_max_batch)))
+                trt_batch = min(int(sources.profile_set.max_batch), config.split_max_batch)
+                add(f"{config.name}_trt", ensemble_config(f"{config.name}_trt", "classifier_trt", n, trt_batch))
             else:
                 skipped["classifier_trt"] = "no TensorRT engine from 04_build_engine (it needs a GPU with TensorRT)"
     if dest.exists():

@@ -1,7 +1,7 @@
 """Pinned host + device buffers for an engine's inputs and outputs, in three implementations.
 
-Sizing is planned once from the engine's I/O tensors and the largest shape its profiles allow
-(:func:`plan_buffers`); every buffer is then allocated once and reused by every call, whatever the batch
+Buffers are sized once from the engine's I/O tensors and the largest shape its profiles allow
+(:func:`size_buffers`); every buffer is then allocated once and reused by every call, whatever the batch
 and length (a call uses the first ``nbytes`` of each buffer).
 
 :class:`DeviceBuffers` holds one pinned host buffer and one device buffer per tensor plus one CUDA stream, and
@@ -70,7 +70,7 @@ class BufferSpec:
                 "bytes": self.nbytes}
 
 
-def plan_buffers(specs: Sequence[TensorSpec], max_batch: int, max_len: int,
+def size_buffers(specs: Sequence[TensorSpec], max_batch: int, max_len: int,
                  max_shapes: Mapping[str, Sequence[int]] | None = None) -> tuple[BufferSpec, ...]:
     """Size one buffer per I/O tensor for the largest call the profiles allow.
 
@@ -79,7 +79,7 @@ def plan_buffers(specs: Sequence[TensorSpec], max_batch: int, max_len: int,
     of a rank-2 input is the sequence (``max_len``); any other dynamic axis is an error.
     """
     if max_batch < 1 or max_len < 1:
-        raise ConfigError(f"buffer plan needs max_batch and max_len >= 1, got {max_batch} and {max_len}.")
+        raise ConfigError(f"buffer sizes need max_batch and max_len >= 1, got {max_batch} and {max_len}.")
     given = {k: tuple(int(d) for d in v) for k, v in (max_shapes or {}).items()}
     out = []
     for spec in specs:
@@ -104,8 +104,8 @@ def plan_buffers(specs: Sequence[TensorSpec], max_batch: int, max_len: int,
     return tuple(out)
 
 
-def total_bytes(plan: Iterable[BufferSpec]) -> int:
-    return sum(b.nbytes for b in plan)
+def total_bytes(sizes: Iterable[BufferSpec]) -> int:
+    return sum(b.nbytes for b in sizes)
 
 
 # --------------------------------------------------------------------------------------- the memory objects
@@ -285,7 +285,7 @@ class TorchMemory:
 
 # ------------------------------------------------------------------------------------------------ buffers
 class DeviceBuffers:
-    """Pinned host and device memory for a buffer plan, plus one CUDA stream, on one GPU.
+    """Pinned host and device memory for the buffers :func:`size_buffers` sized, plus one CUDA stream, on one GPU.
 
     Life cycle: open (:func:`make_buffers`), :meth:`allocate` once, then per call :meth:`host_view` /
     :meth:`to_device` / :meth:`to_host` / :meth:`synchronize`, finally :meth:`close`.
@@ -293,7 +293,7 @@ class DeviceBuffers:
 
     def __init__(self, memory: Memory) -> None:
         self.memory = memory
-        self.plan: dict[str, BufferSpec] = {}
+        self.sizes: dict[str, BufferSpec] = {}
         self._buffers: dict[str, tuple[np.ndarray, int]] = {}  # name -> (pinned host bytes, device address)
         self._closed = False
 
@@ -310,15 +310,15 @@ class DeviceBuffers:
         """The CUDA stream as the integer ``set_optimization_profile_async`` and ``execute_async_v3`` take."""
         return int(self.memory.stream)
 
-    def allocate(self, plan: Sequence[BufferSpec]) -> "DeviceBuffers":
-        """Allocate every buffer of ``plan`` once; on failure free what was made, close, and raise."""
+    def allocate(self, sizes: Sequence[BufferSpec]) -> "DeviceBuffers":
+        """Allocate every buffer of ``sizes`` once; on failure free what was made, close, and raise."""
         self._check_open()
-        if self.plan:
+        if self.sizes:
             raise BackendError(f"{self.kind} buffers: already allocated; buffers are allocated once and reused.")
         try:
-            for spec in plan:
+            for spec in sizes:
                 self._buffers[spec.name] = self.memory.alloc(max(1, spec.nbytes))
-                self.plan[spec.name] = spec
+                self.sizes[spec.name] = spec
         except BaseException:
             self.close()
             raise
@@ -329,7 +329,7 @@ class DeviceBuffers:
         return self._buffers[self._spec(name).name][1]
 
     def host_view(self, name: str, shape: Sequence[int]) -> np.ndarray:
-        """The pinned host buffer of ``name`` viewed as ``shape`` (must fit within the planned maximum)."""
+        """The pinned host buffer of ``name`` viewed as ``shape`` (must fit within the buffer's maximum shape)."""
         spec = self._spec(name)
         count = int(math.prod(shape))
         if count > spec.elements:
@@ -353,8 +353,8 @@ class DeviceBuffers:
         self.memory.synchronize()
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "device": self.device, "buffers": [s.row() for s in self.plan.values()],
-                "total_bytes": total_bytes(self.plan.values())}
+        return {"kind": self.kind, "device": self.device, "buffers": [s.row() for s in self.sizes.values()],
+                "total_bytes": total_bytes(self.sizes.values())}
 
     def close(self) -> None:
         """Free every buffer (reverse order), then the stream (and pycuda's context). Safe to call twice."""
@@ -365,7 +365,7 @@ class DeviceBuffers:
             for name in reversed(list(self._buffers)):
                 self.memory.free(*self._buffers.pop(name))
         finally:
-            self.plan.clear()
+            self.sizes.clear()
             self.memory.close()
 
     def __enter__(self) -> "DeviceBuffers":
@@ -375,7 +375,7 @@ class DeviceBuffers:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self.plan)} buffers, {total_bytes(self.plan.values())} bytes"
+        state = "closed" if self._closed else f"{len(self.sizes)} buffers, {total_bytes(self.sizes.values())} bytes"
         return f"<DeviceBuffers {self.kind} on device {self.device}: {state}>"
 
     def _check_open(self) -> None:
@@ -384,9 +384,10 @@ class DeviceBuffers:
 
     def _spec(self, name: str) -> BufferSpec:
         self._check_open()
-        if name not in self.plan:
-            raise InputError(f"{self.kind} buffers: no buffer for tensor {name!r}; planned: {sorted(self.plan)}.")
-        return self.plan[name]
+        if name not in self.sizes:
+            raise InputError(f"{self.kind} buffers: no buffer for tensor {name!r}; "
+                             f"there are buffers for {sorted(self.sizes)}.")
+        return self.sizes[name]
 
     def _copy_checks(self, name: str, nbytes: int) -> tuple[np.ndarray, int]:
         spec = self._spec(name)

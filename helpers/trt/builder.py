@@ -7,7 +7,7 @@
   and removed in 11.x) and filled by ``OnnxParser.parse_from_file``; when parsing fails, every parser error
   is reported in full (description, code, node index, name and operator) with TensorRT's log beside it;
 * precision comes from the graph: FP32 from 02's ``model.onnx``, FP16 from 02's ``model.fp16.onnx`` on
-  every release (:func:`helpers.trt.compat.precision_plan`); the weakly typed ``BuilderFlag.FP16`` is never
+  every release (:func:`helpers.trt.compat.precision_spec`); the weakly typed ``BuilderFlag.FP16`` is never
   set, so 02's FP16 safeguards (FP16-safe mask fill, LayerNorm and Softmax in FP32) always hold;
 * one optimization profile per :class:`~helpers.trt.profiles.ShapeProfile`, each covering both inputs;
 * the workspace limit with ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)`` (not the removed
@@ -39,7 +39,7 @@ from ..export import ONNX_FILES
 from ..io import atomic_write_bytes, sha256_file
 from . import compat
 from .metadata import EngineMetadata, RunningEnvironment, now_utc, timing_cache_path, write_engine
-from .profiles import ProfilePlan
+from .profiles import ProfileSet
 
 #: The builder's workspace limit unless told otherwise (MiB). BERT-base FP32 at profiles up to 64 x 512
 #: asked for 1,482,348,552 bytes (1,414 MiB) on an H200 and failed with the former 1,024.
@@ -99,14 +99,15 @@ class BuildResult:
 
 
 def engine_name(precision: str) -> str:
-    """File name of the engine for a precision: ``model.fp16.plan``."""
-    return f"model.{precision}.plan"
+    """File name of the engine for a precision: ``model.fp16.engine``."""
+    return f"model.{precision}.engine"
 
 
 def onnx_for(onnx_dir: str | os.PathLike[str], features: compat.TrtFeatures, precision: str) -> Path:
-    """02's ONNX file that the precision plan needs; :class:`MissingArtifactError` naming 02 if absent."""
-    plan = compat.precision_plan(features, precision)
-    path = Path(onnx_dir) / ONNX_FILES[plan.onnx_key]
+    """02's ONNX file that ``precision`` builds from (:func:`~helpers.trt.compat.precision_spec`);
+    :class:`MissingArtifactError` naming 02 if absent."""
+    spec = compat.precision_spec(features, precision)
+    path = Path(onnx_dir) / ONNX_FILES[spec.onnx_key]
     if not path.is_file():
         raise MissingArtifactError(f"{path} is missing (precision {precision} builds {path.name}): "
                                    "run notebook 02_onnx_export first.")
@@ -123,13 +124,13 @@ def onnx_precision(path: str | os.PathLike[str]) -> str:
     return "fp16" if any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer) else "fp32"
 
 
-def check_onnx_precision(path: Path, plan: compat.PrecisionPlan) -> None:
-    """Stop when the ONNX file is not the graph the precision plan needs (e.g. the FP32 graph for FP16)."""
+def check_onnx_precision(path: Path, spec: compat.PrecisionSpec) -> None:
+    """Stop when the ONNX file is not the graph ``spec`` needs (e.g. the FP32 graph for FP16)."""
     found = onnx_precision(path)
-    if found != plan.onnx_variant:
+    if found != spec.onnx_variant:
         raise ConfigError(
-            f"{path.name} is an {found.upper()} graph but precision {plan.precision!r} needs the "
-            f"{plan.onnx_variant.upper()} graph ({ONNX_FILES[plan.onnx_key]}): {plan.explanation}")
+            f"{path.name} is an {found.upper()} graph but precision {spec.precision!r} needs the "
+            f"{spec.onnx_variant.upper()} graph ({ONNX_FILES[spec.onnx_key]}): {spec.explanation}")
 
 
 # ----------------------------------------------------------------------------------------- parse / check
@@ -188,9 +189,10 @@ def _new_messages(logger: Any, start: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- building
-def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], plan: ProfilePlan,
-                     settings: BuildSettings, running: RunningEnvironment, trt: Any = None) -> BuildResult:
-    """Build an engine from ``onnx_path`` for ``plan``'s profiles and save it with its metadata sidecar.
+def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str],
+                     profile_set: ProfileSet, settings: BuildSettings, running: RunningEnvironment,
+                     trt: Any = None) -> BuildResult:
+    """Build an engine from ``onnx_path`` for the profiles of ``profile_set`` and save it with its metadata sidecar.
 
     ``running`` says what the engine is built for (:func:`helpers.trt.metadata.build_environment`); it must
     be of the same flavour as ``trt``.
@@ -201,7 +203,7 @@ def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.Pa
     if running.flavour != features.flavour:
         raise ConfigError(f"the build environment is for {running.flavour} but the module is {features.flavour}: "
                           "pass build_environment(trt) for the module you build with.")
-    precision = compat.precision_plan(features, settings.precision)
+    precision = compat.precision_spec(features, settings.precision)
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise MissingArtifactError(f"no ONNX model at {onnx_path}; run notebook 02_onnx_export first.")
@@ -221,7 +223,7 @@ def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.Pa
 
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
-    for profile in plan.profiles:
+    for profile in profile_set.profiles:
         trt_profile = builder.create_optimization_profile()
         for name, (low, opt, high) in profile.shapes().items():
             trt_profile.set_shape(name, low, opt, high)
@@ -264,7 +266,7 @@ def engine_from_onnx(onnx_path: str | os.PathLike[str], engine_path: str | os.Pa
     meta = EngineMetadata(
         tensorrt_version=features.version, gpu_name=running.gpu_name,
         compute_capability=running.compute_capability, onnx_file=onnx_path.name,
-        onnx_sha256=sha256_file(onnx_path), precision=settings.precision, profiles=tuple(plan.to_dicts()),
+        onnx_sha256=sha256_file(onnx_path), precision=settings.precision, profiles=tuple(profile_set.to_dicts()),
         input_dtypes=io.dtypes("inputs"), flavour=features.flavour, output_dtypes=io.dtypes("outputs"),
         workspace_bytes=settings.workspace_bytes, builder="python-api", build_seconds=round(seconds, 2),
         created=now_utc())

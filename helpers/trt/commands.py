@@ -36,9 +36,9 @@ from ..errors import BackendError, ConfigError, TensorRTUnavailableError
 from ..io import atomic_write_text, sha256_file
 from . import compat
 from .builder import BuildResult, BuildSettings, check_onnx_precision
-from .compat import PrecisionPlan
+from .compat import PrecisionSpec
 from .metadata import EngineMetadata, RunningEnvironment, now_utc, timing_cache_path, write_engine
-from .profiles import ProfilePlan, ShapeProfile
+from .profiles import ProfileSet, ShapeProfile
 
 
 def _shape_arg(profile_shape: tuple[int, int], names: Sequence[str], sep: str = "x") -> str:
@@ -47,7 +47,7 @@ def _shape_arg(profile_shape: tuple[int, int], names: Sequence[str], sep: str = 
 
 
 def trtexec_command(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], profile: ShapeProfile,
-                    precision: PrecisionPlan, workspace_mib: int,
+                    precision: PrecisionSpec, workspace_mib: int,
                     timing_cache: str | os.PathLike[str] | None = None, trtexec: str = "trtexec",
                     names: Sequence[str] = INPUT_NAMES) -> list[str]:
     """The trtexec argument list that builds ``onnx_path`` into ``engine_path`` with one profile (strongly
@@ -69,20 +69,20 @@ def trtexec_command(onnx_path: str | os.PathLike[str], engine_path: str | os.Pat
     return cmd
 
 
-def polygraphy_command(onnx_path: str | os.PathLike[str], plan: ProfilePlan, precision: PrecisionPlan,
+def polygraphy_command(onnx_path: str | os.PathLike[str], profile_set: ProfileSet, precision: PrecisionSpec,
                        input_shape: tuple[int, int], vocab_size: int, *, atol: float, rtol: float,
                        workspace_mib: int = 1024, names: Sequence[str] = INPUT_NAMES) -> list[str]:
-    """``polygraphy run <onnx> --trt --onnxrt`` with every profile of ``plan`` and valid token ids.
+    """``polygraphy run <onnx> --trt --onnxrt`` with every profile of ``profile_set`` and valid token ids.
 
     Token ids are drawn from ``[0, vocab_size - 1]`` and segment ids are 0 (what the tokenizer makes), at
-    ``input_shape``, which must lie inside the plan; TensorRT runs it on the profile :meth:`ProfilePlan.select`
+    ``input_shape``, which must lie inside the set; TensorRT runs it on the profile :meth:`ProfileSet.select`
     picks, as the project's runtime would.
     """
-    profile_index = plan.select(*input_shape)  # raises InputError naming the allowed range
+    profile_index = profile_set.select(*input_shape)  # raises InputError naming the allowed range
     if vocab_size < 2:
         raise ConfigError(f"vocab_size must be >= 2, got {vocab_size}.")
     cmd = ["polygraphy", "run", str(onnx_path), "--trt", "--onnxrt"]
-    for profile in plan.profiles:
+    for profile in profile_set.profiles:
         for flag, shape in (("--trt-min-shapes", profile.min_shape), ("--trt-opt-shapes", profile.opt_shape),
                             ("--trt-max-shapes", profile.max_shape)):
             cmd.append(flag)
@@ -120,10 +120,10 @@ def run_command(cmd: Sequence[str], log_path: str | os.PathLike[str] | None = No
     return output
 
 
-def engine_from_trtexec(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], plan: ProfilePlan,
-                        settings: BuildSettings, running: RunningEnvironment, features: compat.TrtFeatures,
-                        trtexec: str = "trtexec") -> BuildResult:
-    """Build the same engine with NVIDIA's ``trtexec`` (one profile: ``plan.envelope()``), log beside it.
+def engine_from_trtexec(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str],
+                        profile_set: ProfileSet, settings: BuildSettings, running: RunningEnvironment,
+                        features: compat.TrtFeatures, trtexec: str = "trtexec") -> BuildResult:
+    """Build the same engine with NVIDIA's ``trtexec`` (one profile: ``profile_set.envelope()``), log beside it.
 
     trtexec writes to a temporary name in the engine's folder; the engine is moved into place and its
     metadata sidecar written only when trtexec succeeded.
@@ -133,12 +133,12 @@ def engine_from_trtexec(onnx_path: str | os.PathLike[str], engine_path: str | os
     if features.flavour != "tensorrt" or running.flavour != "tensorrt":
         raise features.unavailable("trtexec", "it is full TensorRT's tool; build with engine_from_onnx instead.")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    precision = compat.precision_plan(features, settings.precision)
+    precision = compat.precision_spec(features, settings.precision)
     check_onnx_precision(onnx_path, precision)
     cache = timing_cache_path(settings.cache_dir, features.version, running.compute_capability) if settings.cache_dir else None
     reused = cache is not None and cache.is_file()
     tmp = engine_path.with_name(f".{engine_path.name}.trtexec-tmp")
-    envelope = plan.envelope()
+    envelope = profile_set.envelope()
     cmd = trtexec_command(onnx_path, tmp, envelope, precision, settings.workspace_mib, cache, trtexec=trtexec)
     start = time.perf_counter()
     try:

@@ -280,7 +280,7 @@ PRECISION_ONNX: dict[str, str] = {"fp32": "plain", "fp16": "fp16"}
 
 
 @dataclass(frozen=True)
-class PrecisionPlan:
+class PrecisionSpec:
     """How one precision is obtained: which of 02's graphs, and the strongly typed flag of NVIDIA's tools."""
 
     precision: str
@@ -295,7 +295,7 @@ class PrecisionPlan:
         return PRECISION_ONNX[self.onnx_variant]
 
 
-def precision_plan(features: TrtFeatures, precision: str) -> PrecisionPlan:
+def precision_spec(features: TrtFeatures, precision: str) -> PrecisionSpec:
     """Which ONNX graph and which tool flags give ``precision`` with the TensorRT described by ``features``.
 
     One path on every release: the network is strongly typed, so the graph's own types decide the precision.
@@ -305,9 +305,9 @@ def precision_plan(features: TrtFeatures, precision: str) -> PrecisionPlan:
     trtexec_args = ("--stronglyTyped",) if features.strongly_typed_flag else ()
     polygraphy_args = ("--strongly-typed",) if features.strongly_typed_flag else ()
     if precision == "fp32":
-        return PrecisionPlan("fp32", "fp32", trtexec_args, polygraphy_args,
+        return PrecisionSpec("fp32", "fp32", trtexec_args, polygraphy_args,
                              "02's FP32 graph, strongly typed: every layer runs in FP32 (TF32 math where allowed).")
-    return PrecisionPlan(
+    return PrecisionSpec(
         "fp16", "fp16", trtexec_args, polygraphy_args,
         f"02's FP16 graph, strongly typed on {features.label}: each tensor keeps the type the graph gives it, so "
         "02's FP16 safeguards hold (mask fill -1e4, LayerNorm and Softmax in FP32). The weakly typed "

@@ -4,7 +4,7 @@ A serialized engine is only valid for the TensorRT flavour and release that buil
 was built for: with full TensorRT, the GPU model it was built on (its kernels were timed there); with
 TensorRT-RTX, which compiles ahead of time without a GPU, the compute capabilities of its portable targets
 (:data:`~helpers.trt.compat.RTX_PORTABLE_TARGETS`). It also silently goes stale when the ONNX it came from
-is re-exported. So every engine ``X.plan`` is written together with ``X.plan.json``::
+is re-exported. So every engine ``X.engine`` is written together with ``X.engine.json``::
 
     {"flavour": "tensorrt", "tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA H100 80GB HBM3",
      "compute_capability": "9.0", "onnx_file": "model.fp16.onnx", "onnx_sha256": "...", "precision": "fp16",
@@ -32,7 +32,7 @@ from ..errors import BackendError, EngineMismatchError, MissingArtifactError
 from ..io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from ..machine import gpu_identity
 from . import compat
-from .profiles import ProfilePlan
+from .profiles import ProfileSet
 
 #: Sidecar format: 2 records the flavour (format 1 did not and is refused with "rebuild").
 FORMAT = 2
@@ -101,8 +101,8 @@ class EngineMetadata:
     created: str = ""
     format: int = FORMAT
 
-    def profile_plan(self) -> ProfilePlan:
-        return ProfilePlan.from_dicts(self.profiles, reason="as recorded in the engine's metadata")
+    def profile_set(self) -> ProfileSet:
+        return ProfileSet.from_dicts(self.profiles, reason="as recorded in the engine's metadata")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -122,7 +122,7 @@ class EngineMetadata:
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
-    """``model.fp16.plan`` -> ``model.fp16.plan.json``."""
+    """``model.fp16.engine`` -> ``model.fp16.engine.json``."""
     p = Path(engine_path)
     return p.with_name(p.name + SIDECAR_SUFFIX)
 

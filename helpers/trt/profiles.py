@@ -17,7 +17,7 @@ So opt shapes are chosen here from what the model will really see:
   ``b = 1``, the 89th percentile for ``b = 8``). The quantile is rounded up to a multiple of 8.
 
 When one range would be too wide (a maximum length far above the typical one, or batch sizes from 1 to
-many) the plan has several profiles, a grid of length bands times batch bands, so that every shape up to
+many) the engine gets several profiles, a grid of length bands times batch bands, so that every shape up to
 the maxima is covered and each shape runs on the profile tuned nearest to it.
 """
 
@@ -92,7 +92,7 @@ class ShapeProfile:
 
 
 @dataclass(frozen=True)
-class ProfilePlan:
+class ProfileSet:
     """The profiles of one engine, in TensorRT's order (profile index = position), and why they were chosen."""
 
     profiles: tuple[ShapeProfile, ...]
@@ -100,7 +100,7 @@ class ProfilePlan:
 
     def __post_init__(self) -> None:
         if not self.profiles:
-            raise ConfigError("a profile plan needs at least one profile.")
+            raise ConfigError("a profile set needs at least one profile.")
 
     @property
     def max_batch(self) -> int:
@@ -122,7 +122,7 @@ class ProfilePlan:
         return min(covering, key=lambda i: (self.profiles[i].max_len, self.profiles[i].max_batch, i))
 
     def envelope(self) -> ShapeProfile:
-        """One profile spanning the whole plan, for tools that take one profile (a trtexec line): the
+        """One profile spanning the whole set, for tools that take one profile (a trtexec line): the
         smallest minimum, the largest maximum, and opt = the largest opt batch at the first (typical)
         length band's opt length."""
         first = self.profiles[0]
@@ -138,7 +138,7 @@ class ProfilePlan:
         return [p.to_dict() for p in self.profiles]
 
     @classmethod
-    def from_dicts(cls, records: Iterable[Mapping[str, Any]], reason: str = "") -> "ProfilePlan":
+    def from_dicts(cls, records: Iterable[Mapping[str, Any]], reason: str = "") -> "ProfileSet":
         return cls(tuple(ShapeProfile.from_dict(r) for r in records), reason)
 
     def table(self) -> list[dict[str, Any]]:
@@ -214,7 +214,7 @@ def choose_profiles(
     split_ratio: float = 4.0,
     multiple: int = 8,
     bucketed: bool = True,
-) -> ProfilePlan:
+) -> ProfileSet:
     """Profiles for the length statistics ``stats`` (01's ``length_stats.json``) and the expected batch sizes.
 
     * Lengths: ``1..max_len`` (the tokenizer's limit). If ``max_len`` is more than ``split_ratio`` times the
@@ -256,7 +256,7 @@ def choose_profiles(
         for lo_b, hi_b, opt_b in batch_bands:
             opt_len = min(hi_len, max(lo_len, padded_length(stats, opt_b, cap, multiple, bucketed, quantiles)))
             profiles.append(ShapeProfile(lo_b, opt_b, hi_b, lo_len, opt_len, hi_len))
-    return ProfilePlan(tuple(profiles), f"{len_why}; {batch_why}.")
+    return ProfileSet(tuple(profiles), f"{len_why}; {batch_why}.")
 
 
 def original_article_profile() -> ShapeProfile:

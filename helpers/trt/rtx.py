@@ -131,6 +131,6 @@ def execution_context(engine: Any, trt: Any, settings: RtxRuntimeSettings = RtxR
 
 
 def runtime_cache_path(engine_path: str | os.PathLike[str]) -> Path:
-    """Where a runtime cache for ``engine_path`` lives by convention: ``model.fp16.plan`` -> ``model.fp16.plan.rtxcache``."""
+    """Where a runtime cache for ``engine_path`` lives by convention: ``model.fp16.engine`` -> ``model.fp16.engine.rtxcache``."""
     p = Path(engine_path)
     return p.with_name(p.name + ".rtxcache")

@@ -38,8 +38,8 @@ from ..config import INPUT_NAMES
 from ..errors import BackendError, EngineMismatchError, InputError, MissingArtifactError
 from ..export import TensorSpec
 from . import compat
-from .buffers import DeviceBuffers, make_buffers, plan_buffers
-from .profiles import ProfilePlan, ShapeProfile
+from .buffers import DeviceBuffers, make_buffers, size_buffers
+from .profiles import ProfileSet, ShapeProfile
 from .rtx import RtxRuntime, RtxRuntimeSettings, execution_context
 
 
@@ -55,8 +55,8 @@ def io_specs_from_engine(engine: Any, trt: Any) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-def profiles_from_engine(engine: Any, input_names: Sequence[str] = INPUT_NAMES) -> ProfilePlan:
-    """The engine's optimization profiles as a :class:`ProfilePlan` (read from the first input; checked equal
+def profiles_from_engine(engine: Any, input_names: Sequence[str] = INPUT_NAMES) -> ProfileSet:
+    """The engine's optimization profiles as a :class:`ProfileSet` (read from the first input; checked equal
     for every input, since this project's inputs share one ``[batch, seq_len]`` shape)."""
     profiles = []
     for index in range(engine.num_optimization_profiles):
@@ -70,7 +70,7 @@ def profiles_from_engine(engine: Any, input_names: Sequence[str] = INPUT_NAMES) 
                                "inputs always share one [batch, seq_len] shape. Rebuild with 04_build_engine.")
         (b0, l0), (b1, l1), (b2, l2) = first
         profiles.append(ShapeProfile(b0, b1, b2, l0, l1, l2))
-    return ProfilePlan(tuple(profiles), reason="read from the engine")
+    return ProfileSet(tuple(profiles), reason="read from the engine")
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -130,14 +130,14 @@ class EngineRunner:
             self.specs = io_specs_from_engine(engine, self.trt)
             self.inputs = tuple(s for s in self.specs if s.is_input)
             self.outputs = tuple(s for s in self.specs if not s.is_input)
-            self.plan = profiles_from_engine(engine, [s.name for s in self.inputs])
+            self.profile_set = profiles_from_engine(engine, [s.name for s in self.inputs])
             self._context, self.rtx = execution_context(engine, self.trt, rtx)
             if self._context is None:
                 raise BackendError("TensorRT could not create an execution context (out of GPU memory?): "
                                    + (" | ".join(loaded.logger.errors()) or "no message"))
-            self.buffer_plan = plan_buffers(self.specs, self.plan.max_batch, self.plan.max_len,
+            self.buffer_sizes = size_buffers(self.specs, self.profile_set.max_batch, self.profile_set.max_len,
                                             max_shapes=self._max_output_shapes())
-            self.buffers.allocate(self.buffer_plan)
+            self.buffers.allocate(self.buffer_sizes)
         except BaseException:
             self._context, self.rtx = None, None  # drop TensorRT's objects while the device is current
             loaded.release()
@@ -158,7 +158,7 @@ class EngineRunner:
     def _max_output_shapes(self) -> dict[str, tuple[int, ...]]:
         """Each output's largest shape: set every profile's max input shape and read the context's answer."""
         best: dict[str, tuple[int, ...]] = {}
-        for index, profile in enumerate(self.plan.profiles):
+        for index, profile in enumerate(self.profile_set.profiles):
             self._select(index)
             self._set_shapes(profile.max_shape)
             for spec in self.outputs:
@@ -180,7 +180,7 @@ class EngineRunner:
         if missing or unknown:
             raise InputError(f"TensorRT engine inputs are {[s.name for s in self.inputs]}; missing {missing}, unknown {unknown}.")
         batch, seq_len = np.shape(feeds[self.inputs[0].name])
-        self._select(self.plan.select(batch, seq_len))
+        self._select(self.profile_set.select(batch, seq_len))
         self._set_shapes((batch, seq_len))
         for spec in self.inputs:
             arr = np.asarray(feeds[spec.name])
@@ -208,8 +208,8 @@ class EngineRunner:
         return self._active
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": str(self.loaded.path), "profiles": self.plan.table(), "buffers": self.buffers.describe(),
-                "rtx_runtime": self.rtx.describe() if self.rtx else None}
+        return {"engine": str(self.loaded.path), "profiles": self.profile_set.table(),
+                "buffers": self.buffers.describe(), "rtx_runtime": self.rtx.describe() if self.rtx else None}
 
     def close(self) -> None:
         """Save TensorRT-RTX's runtime cache (if any), drop the context and the engine while their device is
