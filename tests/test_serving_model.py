@@ -72,6 +72,17 @@ def test_a_gpu_repository_carries_every_gpu_file_and_the_cpu_fallback(tmp_path):
     assert set(model_files(sources, "gpu")) == {"tensorrt", "fp16", "int8"}
 
 
+def test_backend_lines_read_back_from_a_server_log(tmp_path):
+    from helpers.serving.model import backend_line, served_backends
+
+    choice = BackendChoice("ort-cuda-fused-fp16", tmp_path / "model.fused.fp16.onnx", ("tensorrt: no file",),
+                           tmp_path / "model.fused.fp16.rightpad.onnx")
+    log = "\n".join(["I1202 15:59:01 model_lifecycle.cc:1] loading: sentiment:1", backend_line("sentiment_0_0", choice),
+                     backend_line("sentiment_nobatch_0_0", BackendChoice("ort-cpu-int8", tmp_path / "model.int8.onnx")),
+                     "[sentiment_0_0] something else"])
+    assert served_backends(log) == {"sentiment_0_0": "ort-cuda-fused-fp16", "sentiment_nobatch_0_0": "ort-cpu-int8"}
+
+
 def test_core_answers_good_requests_and_refuses_bad_ones(repository, sources, tokenizer, sentences):  # noqa: F811
     core = SentimentCore(repository.root / "sentiment" / "1")
     assert isinstance(core.choice, BackendChoice) and core.choice.kind == "ort-cpu-plain"

@@ -46,6 +46,16 @@ def test_served_labels_equal_the_classifier(served, reference, sentences, protoc
     np.testing.assert_allclose(answer.probabilities, expected.probabilities, atol=1e-5)
 
 
+def test_each_instance_reports_the_backend_it_runs_on(served):  # noqa: F811
+    from helpers.serving.model import SentimentCore
+
+    kinds = served.backends()
+    assert set(kinds) >= {"sentiment_0_0", "sentiment_nobatch_0_0"}, kinds
+    local = SentimentCore(served.repository / "sentiment" / "1", "cpu")  # the instance kind the tests' repository uses
+    assert set(kinds.values()) == {local.choice.kind}
+    local.close()
+
+
 def test_ensemble_parts_answer(served, tokenizer, sources):  # noqa: F811
     client = httpclient.InferenceServerClient(served.http_url)
     result = client.infer("tokenizer", [text_input("http", ["质量太差了", "好"])])

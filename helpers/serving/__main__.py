@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             sweep = SweepConfig(concurrencies=tuple(int(c) for c in args.concurrencies.split(",")), requests=args.requests)
             out = Path(args.out) if args.out else ArtifactPaths.at(args.artifacts).root / "serving"
             paths = run_measurement(ArtifactPaths.at(args.artifacts), _repository(args) if args.repository else None,
-                                    sweep, out, server_config=_server_config(args), note=args.note)
+                                    sweep, out, server_config=_server_config(args), note=args.note, device=args.device)
             print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     except SeriesError as exc:
         print(f"error: {exc}", file=sys.stderr)

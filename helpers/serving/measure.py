@@ -240,29 +240,31 @@ def test_sentences(paths: Any, limit: int = 0) -> list[str]:
 
 def run_measurement(paths: Any, repository: str | os.PathLike[str] | None, config: SweepConfig,
                     out: str | os.PathLike[str], *, server_config: Any = None, note: str = "",
-                    texts_limit: int = 0) -> dict[str, Path]:
-    """The whole measurement without a notebook: write the repository (unless given), start a server, measure the
-    ceiling and every case, stop the server, save ``serving.json`` and the plot in ``out``."""
+                    texts_limit: int = 0, device: str = "cpu") -> dict[str, Path]:
+    """The whole measurement without a notebook: write the repository (unless given) for ``device``, start a
+    server, measure the in-process ceiling (same files, same device) and every case, stop the server, save
+    ``serving.json`` and the plot in ``out``."""
     from .model import SentimentCore
-    from .repository import LOADABLE_HERE, Sources, write_repository
+    from .repository import LOADABLE_HERE, RepositoryConfig, Sources, write_repository
     from .server import ServerConfig, TritonServer
 
     if repository is None:
-        repository = write_repository(paths.root / "serving" / "model_repository", Sources.from_artifacts(paths)).root
+        repository = write_repository(paths.root / "serving" / "model_repository", Sources.from_artifacts(paths),
+                                      RepositoryConfig(device=device)).root
     texts = test_sentences(paths, texts_limit)
     env = capture_environment()
-    core = SentimentCore(Path(repository) / "sentiment" / "1")
+    core = SentimentCore(Path(repository) / "sentiment" / "1", device)
     try:
         ceiling = in_process_ceiling(core.classifier, texts, config.ceiling_requests)
     finally:
         core.close()
     with TritonServer(repository, server_config or ServerConfig(models=LOADABLE_HERE)) as server:
         rows = sweep({"http": server.http_url, "grpc": server.grpc_url}, texts, config)
-        info = {**server.describe(), "runtime": server.runtime_report}
+        info = {**server.describe(), "runtime": server.runtime_report, "backends": server.backends()}
     from .repository import check_repository
 
     configs = check_repository(repository)
-    repo_info = {"path": str(repository), "backend": core.choice.describe(),
+    repo_info = {"path": str(repository), "device": device, "backend": core.choice.describe(),
                  "sentiment_config": (Path(repository) / "sentiment" / "config.pbtxt").read_text(encoding="utf-8"),
                  "models": sorted(configs)}
     record = results_record(rows, ceiling, config=config, server=info, repository=repo_info, env=env, note=note)

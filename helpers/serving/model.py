@@ -20,6 +20,7 @@ Runtime INT8, else the fused graph, else the plain export.
 
 from __future__ import annotations
 
+import re
 import json
 import os
 from dataclasses import dataclass, field
@@ -251,13 +252,27 @@ def _error(pb_utils: Any, message: str, invalid: bool) -> Any:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
+#: The line each model instance prints into the server's log when it has chosen its backend.
+BACKEND_LINE = re.compile(r"^\[(?P<instance>[^\]]+)\] backend (?P<kind>[\w-]+): (?P<detail>.*)$")
+
+
+def backend_line(instance: str, choice: BackendChoice) -> str:
+    """What an instance of ``instance`` prints about ``choice`` (read back by :func:`served_backends`)."""
+    return f"[{instance}] backend {choice.describe()}"
+
+
+def served_backends(log_text: str) -> dict[str, str]:
+    """``{instance: backend kind}`` from a server log: what each model instance really runs on."""
+    return {m["instance"]: m["kind"] for m in map(BACKEND_LINE.match, log_text.splitlines()) if m}
+
+
 class SentimentModel:
     """Triton Python-backend model: ``TEXT`` -> ``LABEL``, ``PROBABILITIES`` (see the module docstring)."""
 
     def initialize(self, args: dict[str, str]) -> None:
         folder, device, device_id = _instance(args)
         self.core = SentimentCore(folder, device, device_id)
-        print(f"[{args.get('model_instance_name', 'sentiment')}] backend {self.core.choice.describe()}", flush=True)
+        print(backend_line(args.get("model_instance_name", "sentiment"), self.core.choice), flush=True)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb_utils = _pb_utils()

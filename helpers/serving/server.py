@@ -239,6 +239,14 @@ class TritonServer:
     def is_ready(self) -> bool:
         return self.state is not None and _get(f"http://{self.state.http_url}/v2/health/ready") == 200
 
+    def backends(self) -> dict[str, str]:
+        """``{model instance: backend kind}`` as each instance reported it in the log (e.g. ``ort-cuda-fused-fp16``)."""
+        from .model import served_backends
+
+        if self.state is None or not Path(self.state.log).is_file():
+            return {}
+        return served_backends(Path(self.state.log).read_text(encoding="utf-8", errors="replace"))
+
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines of the server's log (table borders left out)."""
         if self.state is None or not Path(self.state.log).is_file():
