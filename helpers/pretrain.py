@@ -56,6 +56,8 @@ PRETRAIN_FORMAT = 1
 IGNORE_INDEX = -100
 #: Prefix of the masked-language-model head's parameters in bert4torch's BERT.
 MLM_PREFIX = "mlm"
+#: Steps between copies of the loss from the device (each copy makes the host wait for a GPU).
+LOG_EVERY = 50
 
 
 # ---------------------------------------------------------------------------------------------------- text
@@ -220,26 +222,38 @@ def run_pretraining(corpus: PretrainCorpus, vocab: Sequence[str], config: Mappin
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps))
     use_amp = device.startswith("cuda")
     hist = PretrainHistory(device=device)
+    pending: list[torch.Tensor] = []  # [loss, accuracy] per step, still on the device
+
+    def fetch() -> None:  # one device -> host copy every LOG_EVERY steps, so a GPU never waits for the host
+        if pending:
+            values = torch.stack(pending).tolist()
+            pending.clear()
+            hist.loss += [v[0] for v in values]
+            hist.accuracy += [v[1] for v in values]
+            bar.set_postfix(loss=f"{hist.loss[-1]:.3f}", refresh=False)
+
     model.train()
     start = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="pretraining", unit="step", disable=not progress, mininterval=1.0)
     for step in range(1, cfg.steps + 1):
         inputs, labels = next(batches)
         ids = torch.from_numpy(inputs).to(device)
-        y = torch.from_numpy(labels).to(device)
+        y = torch.from_numpy(labels).to(device).reshape(-1)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             scores = mlm_scores(model, ids)
         scores = scores.float().reshape(-1, scores.shape[-1])
-        loss = nn.functional.cross_entropy(scores, y.reshape(-1), ignore_index=IGNORE_INDEX)
+        loss = nn.functional.cross_entropy(scores, y, ignore_index=IGNORE_INDEX)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        chosen = y.reshape(-1) != IGNORE_INDEX
-        hist.loss.append(loss.item())
-        hist.accuracy.append(float((scores[chosen].argmax(-1) == y.reshape(-1)[chosen]).float().mean()))
-        bar.set_postfix(loss=f"{hist.loss[-1]:.3f}", refresh=False)
+        with torch.no_grad():
+            chosen = y != IGNORE_INDEX
+            accuracy = ((scores.argmax(-1) == y) & chosen).sum() / chosen.sum()
+            pending.append(torch.stack([loss.detach(), accuracy.float()]))
+        if step % LOG_EVERY == 0 or step == cfg.steps:
+            fetch()
         bar.update(1)
         if on_step is not None:
             on_step(step, model)
