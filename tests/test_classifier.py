@@ -85,6 +85,32 @@ def test_pad_multiple_rounds_widths_up_but_not_past_max_len(tokenizer):
         Classifier(tokenizer, backend, ["a", "b"], pad_multiple=0)
 
 
+def test_max_padding_cuts_batches_where_padding_would_pass_the_cap(tokenizer):
+    texts = ["好", "不错", "一般", "物流很快", "这家店的服务态度非常好，下次还会再来", "包装破损，客服也不理人，非常失望"] * 2
+    lengths = np.array([len(tokenizer.encode(t)[0]) for t in texts])
+    uncapped = RecordingBackend()
+    plain = Classifier(tokenizer, uncapped, ["a", "b"], batch_size=12).predict(texts)
+    capped_backend = RecordingBackend()
+    clf = Classifier(tokenizer, capped_backend, ["a", "b"], batch_size=12, max_padding=0.2)
+    capped = clf.predict(texts)
+    np.testing.assert_allclose(capped.logits, expected_logits(tokenizer, texts), rtol=1e-6)  # caller's order kept
+    assert capped.padding_fraction <= 0.2 < plain.padding_fraction
+    assert capped.batches > plain.batches and max(b for b, _ in capped_backend.shapes) <= 12
+    for rows in clf.batch_rows(lengths):  # every call of several rows keeps its padding under the cap
+        if len(rows) > 1:
+            assert 1 - lengths[rows].sum() / (len(rows) * lengths[rows].max()) <= 0.2
+    # 0: only rows of one length share a call; the order of rows inside stays sorted and complete
+    groups = Classifier(tokenizer, RecordingBackend(), ["a", "b"], batch_size=12, max_padding=0).batch_rows(lengths)
+    assert all(len(set(lengths[g])) == 1 for g in groups)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(texts)))
+    # without bucketing the cap does not apply (rows keep their order)
+    assert len(Classifier(tokenizer, RecordingBackend(), ["a", "b"], batch_size=12, bucket=False,
+                          max_padding=0).batch_rows(lengths)) == 1
+    for bad in (1.0, -0.1, 2):
+        with pytest.raises(ConfigError, match="max_padding"):
+            Classifier(tokenizer, RecordingBackend(), ["a", "b"], max_padding=bad)
+
+
 def test_never_exceeds_the_backends_max_batch(tokenizer):
     backend = RecordingBackend(max_batch=3)
     clf = Classifier(tokenizer, backend, ["a", "b"], batch_size=32)

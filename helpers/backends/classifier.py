@@ -64,14 +64,26 @@ class Classifier:
     ``max_len``). Backends that prepare something per input shape (a captured CUDA graph, a compiled kernel)
     then see at most ``max_len / pad_multiple`` widths per batch size instead of one per text length, at the
     price of a few padded positions per row; 1 (the default) pads to the longest row only.
+
+    ``max_padding`` (0 to 1, or None) caps the share of a batch's positions that are padding: after sorting,
+    a batch ends early when the next, longer text would push that share above it. Where the backend's cost
+    grows with the positions it computes and barely with the number of calls (ONNX Runtime on a CPU), this
+    stops a few long texts from making every short one in their batch pay their width - a server's batches of
+    texts that arrived together are not length-sorted. None (the default) fills every batch to ``batch_size``,
+    which suits a GPU, where a call costs more than its padding.
     """
 
     def __init__(self, tokenizer: SentenceTokenizer, backend: Backend, labels: Sequence[str], *, batch_size: int = 32,
-                 bucket: bool = True, pad_multiple: int = 1) -> None:
+                 bucket: bool = True, pad_multiple: int = 1, max_padding: float | None = None) -> None:
         if int(batch_size) < 1:
             raise ConfigError(f"classifier: batch_size must be at least 1, got {batch_size}.")
         if int(pad_multiple) < 1:
             raise ConfigError(f"classifier: pad_multiple must be at least 1 (1: no rounding), got {pad_multiple}.")
+        if max_padding is not None and not 0.0 <= float(max_padding) < 1.0:
+            raise ConfigError(
+                f"classifier: max_padding is the largest share of padding in a batch, from 0 up to (not including) "
+                f"1, or None for no limit; got {max_padding}."
+            )
         if len(labels) < 2:
             raise ConfigError(f"classifier: give the names of at least 2 labels, got {list(labels)}.")
         tok_len = int(tokenizer.max_len)
@@ -87,6 +99,7 @@ class Classifier:
         self.batch_size = int(batch_size) if backend.max_batch is None else min(int(batch_size), backend.max_batch)
         self.bucket = bool(bucket)
         self.pad_multiple = int(pad_multiple)
+        self.max_padding = None if max_padding is None else float(max_padding)
 
     def width(self, longest: int) -> int:
         """Width of a batch whose longest row has ``longest`` tokens (see ``pad_multiple``)."""
@@ -94,10 +107,27 @@ class Classifier:
         return min(-(-int(longest) // m) * m, int(self.tokenizer.max_len)) if m > 1 else int(longest)
 
     def batch_rows(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order.
-        (:attr:`Prediction.batches` counts them.)"""
-        order = np.argsort(lengths, kind="stable") if self.bucket else np.arange(len(lengths))
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order; each
+        at most ``batch_size`` rows, and with ``max_padding`` set (and bucketing) cut early where the next row
+        would make the batch more padding than that. (:attr:`Prediction.batches` counts them.)"""
+        if not self.bucket:
+            order = np.arange(len(lengths))
+            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        order = np.argsort(lengths, kind="stable")
+        if self.max_padding is None:
+            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        groups: list[np.ndarray] = []
+        start, real = 0, 0
+        for i, row in enumerate(order):
+            n = int(lengths[row])
+            rows = i - start + 1
+            if rows > 1 and (rows > self.batch_size
+                             or 1.0 - (real + n) / (rows * self.width(n)) > self.max_padding):
+                groups.append(order[start:i])
+                start, real = i, 0
+            real += n
+        groups.append(order[start:])
+        return groups
 
     def predict(self, texts: Sequence[str]) -> Prediction:
         """Classify ``texts``: a non-empty list (or tuple, 1-D array, Series) of non-empty strings.
@@ -135,4 +165,4 @@ class Classifier:
 
     def __repr__(self) -> str:
         return (f"Classifier({self.backend!r}, labels={self.labels}, batch_size={self.batch_size}, "
-                f"bucket={self.bucket}, pad_multiple={self.pad_multiple})")
+                f"bucket={self.bucket}, pad_multiple={self.pad_multiple}, max_padding={self.max_padding})")
