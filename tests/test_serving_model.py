@@ -86,6 +86,7 @@ def test_backend_lines_read_back_from_a_server_log(tmp_path):
 def test_core_answers_good_requests_and_refuses_bad_ones(repository, sources, tokenizer, sentences):  # noqa: F811
     core = SentimentCore(repository.root / "sentiment" / "1")
     assert isinstance(core.choice, BackendChoice) and core.choice.kind == "ort-cpu-plain"
+    assert core.classifier.max_padding == core.spec.max_padding == 0.2  # the CPU repository's cap reaches the Classifier
     texts = sentences[0]
     good = np.array([[t.encode()] for t in texts[:3]], dtype=object)
     answers = core.answer([good, np.array([[b"\xff"]], dtype=object), None, np.array([[texts[5].encode()]], dtype=object)])

@@ -100,6 +100,33 @@ def test_written_repository(repository, sources):  # noqa: F811
     assert (repository.root / "classifier_onnx" / "1" / "model.onnx").is_file()
 
 
+def test_padding_cap_on_cpu_only(tmp_path, sources):  # noqa: F811
+    """A CPU repository caps each Classifier call's padding (the batcher joins sentences of any length); a GPU one
+    keeps batches whole. The cap travels in serving.json to the model's Classifier."""
+    from helpers.serving.model import ServingSpec
+
+    cpu = write_repository(tmp_path / "cpu", sources)
+    gpu = write_repository(tmp_path / "gpu", sources, RepositoryConfig(device="gpu"))
+    for name in ("sentiment", "sentiment_nobatch"):
+        assert ServingSpec.read(cpu.root / name / "1").max_padding == RepositoryConfig().max_padding == 0.2
+        assert ServingSpec.read(gpu.root / name / "1").max_padding is None
+    spec = ServingSpec.read(cpu.root / "sentiment" / "1")
+    assert ServingSpec(**{**spec.__dict__, "max_padding": 0.5}).to_dict()["max_padding"] == 0.5
+    with pytest.raises(ConfigError, match="max_padding"):
+        RepositoryConfig(max_padding=1.0)
+
+
+def test_instances_and_threads_defaults():
+    from helpers.serving.repository import instances_and_threads
+
+    assert instances_and_threads("cpu", cpus=2) == (1, 2)  # one instance on every core
+    assert instances_and_threads("cpu", 2, cpus=2) == (2, 1)  # given instances share the cores
+    assert instances_and_threads("cpu", 3, cpus=2) == (3, 1) and instances_and_threads("cpu", 0, 4, cpus=2) == (1, 4)
+    assert instances_and_threads("gpu") == (1, 0) and instances_and_threads("gpu", 2, 3) == (2, 3)
+    with pytest.raises(ConfigError, match="instances and threads"):
+        instances_and_threads("cpu", -1)
+
+
 def test_rewrite_replaces_only_when_complete(tmp_path, sources, monkeypatch):  # noqa: F811
     dest = tmp_path / "repo"
     write_repository(dest, sources)

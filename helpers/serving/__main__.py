@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..config import ArtifactPaths
 from ..errors import SeriesError
-from .repository import LOADABLE_HERE, Batching, RepositoryConfig, Sources, write_repository
+from .repository import LOADABLE_HERE, Batching, RepositoryConfig, Sources, instances_and_threads, write_repository
 from .server import ServerConfig, TritonServer
 
 
@@ -37,10 +37,21 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
                         models=models, triton_home=args.triton_home)
 
 
+def _max_padding(text: str) -> float | None:
+    """``--max-padding``: a share from 0 up to 1, or ``none`` for no cap."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a share from 0 up to 1 (e.g. 0.2) or 'none', not {text!r}") from None
+
+
 def _write(args: argparse.Namespace) -> Path:
     preferred = tuple(int(x) for x in args.preferred.split(",") if x)
+    instances, threads = instances_and_threads(args.device, args.instances, args.threads)
     config = RepositoryConfig(device=args.device, batching=Batching(True, preferred, args.delay_us),
-                              instances=args.instances, threads=args.threads)
+                              instances=instances, threads=threads, max_padding=args.max_padding)
     repo = write_repository(_repository(args), Sources.from_artifacts(ArtifactPaths.at(args.artifacts)), config)
     print(f"model repository: {repo.root} (models {', '.join(repo.models)}; left out: {repo.skipped or 'none'})")
     return repo.root
@@ -55,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="instance kind and model files")
     parser.add_argument("--preferred", default="4,8,16", help="dynamic batching: preferred batch sizes")
     parser.add_argument("--delay-us", type=int, default=2000, help="dynamic batching: max queue delay (microseconds)")
-    parser.add_argument("--instances", type=int, default=1, help="model instances (stub processes)")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads per instance (0: all cores)")
+    parser.add_argument("--instances", type=int, default=0,
+                        help="model instances (stub processes); 0: one")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="ONNX Runtime CPU threads per instance; 0: the cores shared among the instances (CPU)")
+    parser.add_argument("--max-padding", type=_max_padding, default=RepositoryConfig().max_padding,
+                        help="on a CPU, the largest share of padding in one Classifier call, or 'none' (default: %(default)s)")
     parser.add_argument("--models", default="", help="models to load, comma-separated (default: those this server can)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=0, help="0: a free port")
@@ -111,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
             sweep = SweepConfig(concurrencies=tuple(int(c) for c in args.concurrencies.split(",")), requests=args.requests)
             out = Path(args.out) if args.out else ArtifactPaths.at(args.artifacts).root / "serving"
-            paths = run_measurement(ArtifactPaths.at(args.artifacts), _repository(args) if args.repository else None,
-                                    sweep, out, server_config=_server_config(args), note=args.note, device=args.device)
+            repo = _repository(args) if args.repository else _write(args)
+            paths = run_measurement(ArtifactPaths.at(args.artifacts), repo, sweep, out, server_config=_server_config(args),
+                                    note=args.note, device=args.device)
             print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     except SeriesError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -245,12 +245,13 @@ def run_measurement(paths: Any, repository: str | os.PathLike[str] | None, confi
     server, measure the in-process ceiling (same files, same device) and every case, stop the server, save
     ``serving.json`` and the plot in ``out``."""
     from .model import SentimentCore
-    from .repository import LOADABLE_HERE, RepositoryConfig, Sources, write_repository
+    from .repository import LOADABLE_HERE, RepositoryConfig, Sources, instances_and_threads, write_repository
     from .server import ServerConfig, TritonServer
 
     if repository is None:
+        instances, threads = instances_and_threads(device)
         repository = write_repository(paths.root / "serving" / "model_repository", Sources.from_artifacts(paths),
-                                      RepositoryConfig(device=device)).root
+                                      RepositoryConfig(device=device, instances=instances, threads=threads)).root
     texts = test_sentences(paths, texts_limit)
     env = capture_environment()
     core = SentimentCore(Path(repository) / "sentiment" / "1", device)

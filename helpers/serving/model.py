@@ -139,11 +139,13 @@ class ServingSpec:
     threads: int = 0
     pad_multiple: int = 1
     source: dict[str, Any] = field(default_factory=dict)
+    #: the Classifier's cap on padding per batch (see :class:`~helpers.backends.Classifier`); None: no cap
+    max_padding: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"labels": list(self.labels), "max_len": self.max_len, "vocab": self.vocab, "files": dict(self.files),
                 "batch_size": self.batch_size, "threads": self.threads, "pad_multiple": self.pad_multiple,
-                "source": dict(self.source)}
+                "max_padding": self.max_padding, "source": dict(self.source)}
 
     @classmethod
     def read(cls, folder: Path) -> "ServingSpec":
@@ -152,7 +154,8 @@ class ServingSpec:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(tuple(data["labels"]), int(data["max_len"]), data.get("vocab", "vocab.txt"),
                        dict(data.get("files", {})), int(data.get("batch_size", 32)), int(data.get("threads", 0)),
-                       int(data.get("pad_multiple", 1)), dict(data.get("source", {})))
+                       int(data.get("pad_multiple", 1)), dict(data.get("source", {})),
+                       None if data.get("max_padding") is None else float(data["max_padding"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BackendError(f"serving: {path} is missing or unreadable ({exc}); rewrite the model repository.") from None
 
@@ -200,7 +203,7 @@ class SentimentCore:
         self.choice = choose_backend(self.folder, self.spec.files, device)
         self.backend = open_backend(self.choice, threads=self.spec.threads, device_id=device_id)
         self.classifier = Classifier(self.tokenizer, self.backend, list(self.spec.labels), batch_size=self.spec.batch_size,
-                                     pad_multiple=self.spec.pad_multiple)
+                                     pad_multiple=self.spec.pad_multiple, max_padding=self.spec.max_padding)
 
     def answer(self, inputs: Sequence[np.ndarray | None]) -> list[Answer]:
         """Answer each request's ``TEXT`` (None: the request lacked it); valid ones share one ``predict``."""
