@@ -53,6 +53,14 @@ class Prediction:
         return 1.0 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
 
 
+def checked_max_padding(value: float | None, owner: str) -> float | None:
+    """``value`` as a padding cap (a share from 0 up to, not including, 1; or None: no cap), else ConfigError."""
+    if value is not None and not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{owner}: max_padding is the largest share of padding in a batch, from 0 up to (not "
+                          f"including) 1, or None for no limit; got {value}.")
+    return None if value is None else float(value)
+
+
 class Classifier:
     """Sentiment classifier over one backend (PyTorch, ONNX Runtime, TensorRT: it never knows which).
 
@@ -79,11 +87,6 @@ class Classifier:
             raise ConfigError(f"classifier: batch_size must be at least 1, got {batch_size}.")
         if int(pad_multiple) < 1:
             raise ConfigError(f"classifier: pad_multiple must be at least 1 (1: no rounding), got {pad_multiple}.")
-        if max_padding is not None and not 0.0 <= float(max_padding) < 1.0:
-            raise ConfigError(
-                f"classifier: max_padding is the largest share of padding in a batch, from 0 up to (not including) "
-                f"1, or None for no limit; got {max_padding}."
-            )
         if len(labels) < 2:
             raise ConfigError(f"classifier: give the names of at least 2 labels, got {list(labels)}.")
         tok_len = int(tokenizer.max_len)
@@ -99,7 +102,7 @@ class Classifier:
         self.batch_size = int(batch_size) if backend.max_batch is None else min(int(batch_size), backend.max_batch)
         self.bucket = bool(bucket)
         self.pad_multiple = int(pad_multiple)
-        self.max_padding = None if max_padding is None else float(max_padding)
+        self.max_padding = checked_max_padding(max_padding, "classifier")
 
     def width(self, longest: int) -> int:
         """Width of a batch whose longest row has ``longest`` tokens (see ``pad_multiple``)."""
@@ -110,11 +113,8 @@ class Classifier:
         """Row indices of each batch: sorted by length (stable) when bucketing, else in the given order; each
         at most ``batch_size`` rows, and with ``max_padding`` set (and bucketing) cut early where the next row
         would make the batch more padding than that. (:attr:`Prediction.batches` counts them.)"""
-        if not self.bucket:
-            order = np.arange(len(lengths))
-            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        order = np.argsort(lengths, kind="stable")
-        if self.max_padding is None:
+        order = np.argsort(lengths, kind="stable") if self.bucket else np.arange(len(lengths))
+        if self.max_padding is None or not self.bucket:
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         groups: list[np.ndarray] = []
         start, real = 0, 0

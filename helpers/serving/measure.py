@@ -238,20 +238,16 @@ def test_sentences(paths: Any, limit: int = 0) -> list[str]:
     return texts[:limit] if limit else texts
 
 
-def run_measurement(paths: Any, repository: str | os.PathLike[str] | None, config: SweepConfig,
+def run_measurement(paths: Any, repository: str | os.PathLike[str], config: SweepConfig,
                     out: str | os.PathLike[str], *, server_config: Any = None, note: str = "",
                     texts_limit: int = 0, device: str = "cpu") -> dict[str, Path]:
-    """The whole measurement without a notebook: write the repository (unless given) for ``device``, start a
-    server, measure the in-process ceiling (same files, same device) and every case, stop the server, save
+    """The whole measurement without a notebook, on a written ``repository`` for ``device``: start a server,
+    measure the in-process ceiling (same files, same device) and every case, stop the server, save
     ``serving.json`` and the plot in ``out``."""
     from .model import SentimentCore
-    from .repository import LOADABLE_HERE, RepositoryConfig, Sources, instances_and_threads, write_repository
+    from .repository import LOADABLE_HERE
     from .server import ServerConfig, TritonServer
 
-    if repository is None:
-        instances, threads = instances_and_threads(device)
-        repository = write_repository(paths.root / "serving" / "model_repository", Sources.from_artifacts(paths),
-                                      RepositoryConfig(device=device, instances=instances, threads=threads)).root
     texts = test_sentences(paths, texts_limit)
     env = capture_environment()
     core = SentimentCore(Path(repository) / "sentiment" / "1", device)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..backends.classifier import checked_max_padding
 from ..errors import ConfigError, MissingArtifactError
 from ..export import ONNX_FILES
 from ..io import atomic_dir, atomic_write_json, atomic_write_text
@@ -105,8 +106,7 @@ class RepositoryConfig:
             raise ConfigError(f"repository device must be 'cpu' or 'gpu', got {self.device!r}.")
         if min(self.max_batch_size, self.instances, self.classifier_batch, self.split_max_batch, self.pad_multiple) < 1:
             raise ConfigError(f"repository sizes must be >= 1, got {self}.")
-        if self.max_padding is not None and not 0.0 <= self.max_padding < 1.0:
-            raise ConfigError(f"repository max_padding must be from 0 up to (not including) 1, or None; got {self.max_padding}.")
+        checked_max_padding(self.max_padding, "repository")
 
     @property
     def kind(self) -> str:
