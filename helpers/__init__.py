@@ -1,0 +1,26 @@
+"""Support for the notebook series: the few names the notebooks import, from the modules that hold them.
+
+The notebooks import from here and from the packages :mod:`helpers.backends`, :mod:`helpers.trt`,
+:mod:`helpers.bench` and :mod:`helpers.serving`. Names are imported on first use, so ``import helpers``
+loads neither PyTorch nor TensorRT.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: name -> module (relative to this package) that defines it
+_FRONT_DOOR = {
+    "notebook_setup": ".notebook",
+    "show": ".notebook",
+}
+
+__all__ = sorted(_FRONT_DOOR)
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its module on first use."""
+    if name in _FRONT_DOOR:
+        return getattr(importlib.import_module(_FRONT_DOOR[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
