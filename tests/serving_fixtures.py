@@ -1,7 +1,8 @@
 """Fixtures of the serving tests: a tiny exported model, its model repository and one real Triton server.
 
-The server is started once per test module that asks for it (``served``) and stopped at the end; every test
-that stops or breaks it restarts it. ``no_leftovers`` checks that the stopped server's process and ports are gone.
+The server is started once per test module that asks for it (``served``) and stopped at the end, where the stop
+must be clean (:func:`assert_clean_stop`); every test that stops or breaks it starts it again.
+:func:`assert_released` checks that a stopped server's process and ports are gone.
 """
 
 from __future__ import annotations
@@ -50,10 +51,18 @@ def assert_released(server: TritonServer) -> None:
         assert not port_open(state.host, port), f"port {port} still open after stop()"
 
 
+def assert_clean_stop(server: TritonServer, exit_code: int | None) -> None:
+    """The server unloaded its models and exited 0 (not after its exit timeout), and let go of everything."""
+    log = Path(server.state.log).read_text(encoding="utf-8", errors="replace") if Path(server.state.log).is_file() else ""
+    assert exit_code == 0, f"exit code {exit_code}; the log ends:\n{log[-2000:]}"
+    assert "Exit timeout expired" not in log and "failed to stop server" not in log
+    assert_released(server)
+
+
 @pytest.fixture(scope="module")
-def served(repository):
-    server = TritonServer(repository.root, ServerConfig(models=LOADABLE_HERE, start_timeout_s=240))
+def served(repository, tmp_path_factory):
+    server = TritonServer(repository.root, ServerConfig(models=LOADABLE_HERE, start_timeout_s=240),
+                          tmp_path_factory.mktemp("triton-work"))
     server.start()
     yield server
-    server.stop()
-    assert_released(server)
+    assert_clean_stop(server, server.stop())

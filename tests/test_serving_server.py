@@ -167,9 +167,18 @@ def test_server_stopped_mid_load_every_request_counted_then_restarts(served, sen
     assert all(k in expected or k.startswith("server error") for k in result.failed), result.failed
     time.sleep(0.5)
     assert_released(served)
-    served.restart()
+    served.start()
     with TritonClassifier(served.http_url, "http") as client:
         assert len(client.predict(sentences[0][:2])) == 2
+
+
+def test_a_stop_unloads_the_models_and_exits_0_leaving_no_temporary_folder(repository):  # noqa: F811
+    server = TritonServer(repository.root, ServerConfig(models=("sentiment", "tokenizer"))).start()
+    assert server.workdir.name.startswith("triton-") and server.workdir.is_dir()
+    assert sorted(server.loaded_models()) == ["sentiment", "tokenizer"]
+    exit_code = server.stop()
+    assert exit_code == 0 and server.released() and not server.workdir.exists()
+    assert server.stop() == 0  # a second stop changes nothing
 
 
 def test_detached_server_is_stopped_from_its_state_file(repository, tmp_path, sentences):  # noqa: F811

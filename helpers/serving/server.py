@@ -2,10 +2,16 @@
 
 ``TritonServer(repository).start()`` prepares the runtime (:mod:`helpers.serving.runtime`), picks free ports
 (never fixed ones, so tests and notebooks never collide), starts ``tritonserver`` in its own process group
-(the Python-backend stubs are its children) and waits until ``/v2/health/ready`` answers. ``stop()`` sends
-SIGTERM, waits, then SIGKILLs the whole group, so nothing is left behind: no process, no port. Used as a context
-manager, or stopped at interpreter exit if the caller forgets. A server that dies or never gets ready raises
-:class:`~helpers.errors.ServingError` with the end of its log.
+(the Python-backend stubs are its children) and waits until ``/v2/health/ready`` answers.
+
+``stop()`` stops it the way Triton expects: it unloads the models through the repository API (each Python
+model's stub finalizes and exits), then sends SIGTERM to the server alone, which exits 0 once no model is
+live. Signalling the whole process group instead would kill the stubs under the backend's feet: the server then
+waits for models that never report unloaded ("Found 3 live models") until its exit timeout and exits 1. Only
+what is still there after ``stop_timeout_s`` gets SIGKILL (the whole group), so nothing is left behind: no
+process, no port. A working folder the server made itself (``tempfile``) is removed; pass ``workdir`` to keep its
+log. Used as a context manager, or stopped at interpreter exit if the caller forgets. A server that dies or
+never gets ready raises :class:`~helpers.errors.ServingError` with the end of its log.
 
 ``start(detach=True)`` leaves the server running after this process exits and writes a state file
 (pid, ports, log) that :meth:`TritonServer.from_state` reads to stop it later; the CLI's start/stop use this.
@@ -24,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +73,8 @@ class ServerConfig:
     metrics_port: int = 0
     models: tuple[str, ...] = ()
     start_timeout_s: float = 180.0
-    stop_timeout_s: float = 20.0
-    exit_timeout_s: int = 5
+    stop_timeout_s: float = 60.0
+    exit_timeout_s: int = 30
     log_verbose: int = 0
     triton_home: str | None = None
     numpy_site: str | None = None
@@ -147,8 +153,8 @@ class TritonServer:
                "--grpc-port", str(ports[1]), "--metrics-address", cfg.host, "--metrics-port", str(ports[2]),
                "--exit-timeout-secs", str(cfg.exit_timeout_s), "--log-verbose", str(cfg.log_verbose),
                "--disable-auto-complete-config", "--strict-readiness", "true"]
-        if cfg.models:
-            cmd += ["--model-control-mode", "explicit"] + [f"--load-model={m}" for m in cfg.models]
+        # Explicit model control, so that stop() can unload the models through the repository API
+        cmd += ["--model-control-mode", "explicit"] + [f"--load-model={m}" for m in (cfg.models or ("*",))]
         return cmd
 
     def start(self, detach: bool = False) -> "TritonServer":
@@ -213,12 +219,8 @@ class TritonServer:
 
     def failed_models(self) -> dict[str, str]:
         """Models of the repository index that failed to load, with Triton's reason (empty while loading)."""
-        assert self.state is not None
-        request = urllib.request.Request(f"http://{self.state.http_url}/v2/repository/index", data=b"{}", method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=2.0) as response:
-                index = json.loads(response.read().decode("utf-8"))
-        except (urllib.error.URLError, OSError, ValueError):
+        index = self._post("/v2/repository/index")
+        if not isinstance(index, list):
             return {}
         return {m.get("name", "?"): m.get("reason", "") for m in index
                 if m.get("state") == "UNAVAILABLE" and m.get("reason") and (not self.config.models or m.get("name") in self.config.models)}
@@ -272,10 +274,38 @@ class TritonServer:
         return self._require().metrics_url
 
     # ------------------------------------------------------------------ stop
-    def stop(self) -> int | None:
-        """Stop the server and its stubs (SIGTERM, then SIGKILL after ``stop_timeout_s``); safe to call twice.
+    def loaded_models(self, states: tuple[str, ...] = ("READY",)) -> list[str]:
+        """Models whose state in the server's repository index is one of ``states``; empty when it does not answer."""
+        index = self._post("/v2/repository/index")
+        return [m["name"] for m in index if m.get("state") in states] if isinstance(index, list) else []
 
-        Returns the server's exit code (None when it was not this process's child)."""
+    def _post(self, path: str, timeout: float = 2.0) -> Any:
+        assert self.state is not None
+        request = urllib.request.Request(f"http://{self.state.http_url}{path}", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = response.read().decode("utf-8")
+                return json.loads(body) if body else {}
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def unload_models(self, timeout_s: float = 30.0) -> list[str]:
+        """Unload every loaded model through the repository API and wait until each has finished unloading
+        (Triton answers at once and unloads in the background: a Python model takes seconds, its stub exiting).
+
+        Returns the models still loaded or unloading after ``timeout_s`` (empty: all unloaded)."""
+        for name in self.loaded_models():
+            self._post(f"/v2/repository/models/{name}/unload", timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        live = ("READY", "LOADING", "UNLOADING")
+        while (left := self.loaded_models(live)) and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.1)
+        return left
+
+    def stop(self) -> int | None:
+        """Stop the server cleanly (see the module docstring); safe to call twice.
+
+        Returns the server's exit code: 0 for a clean stop (None when it was not this process's child)."""
         state = self.state
         if state is None:
             return self.exit_code
@@ -283,12 +313,13 @@ class TritonServer:
             atexit.unregister(self.stop)
         except Exception:  # atexit may already be running
             pass
-        pgid = state.pid  # start_new_session: the server leads its own process group
-        self._signal(pgid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.stop_timeout_s
-        while time.monotonic() < deadline and self.is_alive():
-            time.sleep(0.1)
-        self._signal(pgid, signal.SIGKILL)  # the stubs too, even if the server exited on its own
+        if self.is_alive():
+            self.unload_models(timeout_s=self.config.stop_timeout_s / 2)
+            self._signal(state.pid, signal.SIGTERM, group=False)
+            while time.monotonic() < deadline and self.is_alive():
+                time.sleep(0.1)
+        self._signal(state.pid, signal.SIGKILL)  # whatever is left of the group (stubs of a server that died)
         if self.process is not None:
             try:
                 self.exit_code = self.process.wait(timeout=10)
@@ -303,24 +334,23 @@ class TritonServer:
             while port_open(state.host, port) and time.monotonic() < deadline:
                 time.sleep(0.1)
         if self._own_workdir and self.workdir is not None and self.process is not None:
-            shutil.rmtree(self.workdir / "stub-env", ignore_errors=True)
+            shutil.rmtree(self.workdir, ignore_errors=True)
         self.process = None
         return self.exit_code
 
+    def released(self) -> bool:
+        """True once the server's process is gone and none of its ports accepts a connection."""
+        state = self._require()
+        return not self.is_alive() and not any(port_open(state.host, p)
+                                               for p in (state.http_port, state.grpc_port, state.metrics_port))
+
     @staticmethod
-    def _signal(pgid: int, sig: int) -> None:
+    def _signal(pid: int, sig: int, group: bool = True) -> None:
+        """Signal the server's whole process group (it leads it: ``start_new_session``), or the server alone."""
         try:
-            os.killpg(pgid, sig)
+            os.killpg(pid, sig) if group else os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-
-    def restart(self) -> "TritonServer":
-        """Start again on the same ports, repository and working folder (after a stop or a crash)."""
-        if self.state is not None:
-            self.config = replace(self.config, http_port=self.state.http_port, grpc_port=self.state.grpc_port,
-                                  metrics_port=self.state.metrics_port)
-        self.stop()
-        return self.start()
 
     # ------------------------------------------------------------------ state file (CLI start/stop)
     def save_state(self, path: str | os.PathLike[str]) -> Path:
@@ -355,6 +385,3 @@ class TritonServer:
         where = f" http {self.state.http_url} grpc {self.state.grpc_url}" if self.state else ""
         return f"<TritonServer {self.repository.name}{where} {'running' if self.is_alive() else 'stopped'}>"
 
-
-def dump_state(state: ServerState) -> str:
-    return json.dumps(asdict(state), indent=2)
