@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers.serving.repository import LOADABLE_HERE, RepositoryConfig, Sources, write_repository
+from helpers.io import sha256_file
+from helpers.serving.repository import RepositoryConfig, Sources, write_repository
 from helpers.serving.server import ServerConfig, TritonServer, port_open
 from helpers.tokenizer import save_vocab
 
 LABELS = ["negative", "positive"]
+#: The models of the tests' repository that the bundled server (Python backend only) loads.
+LOADED_HERE = {"sentiment", "sentiment_nobatch", "tokenizer", "postprocess"}
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +35,13 @@ def sources(tmp_path_factory, sentences, tokenizer) -> Sources:
     model = SentimentClassifier(bert_config(MODEL_SIZES["tiny"], tokenizer.vocab_size), num_labels=2).eval()
     onnx_from_classifier(model, folder / "model.onnx", labels=LABELS, max_len=tokenizer.max_len, model_size="tiny")
     save_vocab(tokenizer.vocab, folder / "vocab.txt")
-    return Sources(folder / "vocab.txt", LABELS, tokenizer.max_len, {"plain": folder / "model.onnx"})
+    return Sources(folder / "vocab.txt", sha256_file(folder / "vocab.txt"), LABELS, tokenizer.max_len,
+                   {"plain": folder / "model.onnx"})
 
 
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory, sources):
-    return write_repository(tmp_path_factory.mktemp("serving") / "model_repository", sources,
-                            RepositoryConfig(threads=1, batching=RepositoryConfig().batching))
+    return write_repository(tmp_path_factory.mktemp("serving") / "model_repository", sources, RepositoryConfig(threads=1))
 
 
 def assert_released(server: TritonServer) -> None:
@@ -61,7 +64,7 @@ def assert_clean_stop(server: TritonServer, exit_code: int | None) -> None:
 
 @pytest.fixture(scope="module")
 def served(repository, tmp_path_factory):
-    server = TritonServer(repository.root, ServerConfig(models=LOADABLE_HERE, start_timeout_s=240),
+    server = TritonServer(repository.root, ServerConfig(start_timeout_s=240),
                           tmp_path_factory.mktemp("triton-work"))
     server.start()
     yield server

@@ -35,11 +35,23 @@ def test_write_follows_the_options(artifacts):
     assert spec["max_padding"] == 0.2 and spec["threads"] == usable_cpus() and "count: 1 kind: KIND_CPU" in config
 
 
+def test_a_gpu_repository_on_the_gpus_given_with_the_gpu_defaults(artifacts):
+    assert main(["write", "--artifacts", str(artifacts), "--device", "gpu", "--gpus", "0,1"]) == 0
+    config, spec = written(artifacts)
+    assert "count: 1 kind: KIND_GPU gpus: [ 0, 1 ]" in config and "preferred_batch_size: [ 64, 128, 256 ]" in config
+    assert "max_queue_delay_microseconds: 500" in config and spec["batch_size"] == 256 and spec["max_padding"] is None
+    assert main(["write", "--artifacts", str(artifacts), "--device", "gpu", "--gpus", "1", "--instances", "2",
+                 "--preferred", "32", "--delay-us", "100"]) == 0
+    config, _ = written(artifacts)
+    assert "count: 2 kind: KIND_GPU gpus: [ 1 ]" in config and "preferred_batch_size: [ 32 ]" in config
+    assert "max_queue_delay_microseconds: 100" in config
+
+
 def test_measure_writes_the_repository_it_was_asked_for(artifacts, monkeypatch, tmp_path):
     seen = {}
 
     def fake_run_measurement(paths, repository, sweep, out, **kwargs):
-        seen["repository"], seen["config"] = repository, written(artifacts)
+        seen["repository"], seen["config"], seen["sweep"], seen["kwargs"] = repository, written(artifacts), sweep, kwargs
         return {"json": out / "serving.json"}
 
     monkeypatch.setattr(measure_module, "run_measurement", fake_run_measurement)
@@ -48,6 +60,11 @@ def test_measure_writes_the_repository_it_was_asked_for(artifacts, monkeypatch, 
     assert seen["repository"] == artifacts / "serving" / "model_repository"
     config, spec = seen["config"]
     assert "count: 2 kind: KIND_CPU" in config and spec["threads"] == 1 and spec["max_padding"] == 0.1
+    assert seen["sweep"].concurrencies == (1, 2, 4, 8, 16, 32) and seen["kwargs"]["device"] == "cpu"
+    assert main(["measure", "--artifacts", str(artifacts), "--device", "gpu", "--gpus", "0", "--sentences", "500",
+                 "--perf-ms", "2000", "--out", str(tmp_path / "out")]) == 0
+    assert seen["sweep"].concurrencies == (1, 4, 16, 64, 128) and seen["sweep"].perf.measurement_ms == 2000
+    assert seen["kwargs"]["device"] == "gpu" and seen["kwargs"]["texts_limit"] == 500
 
 
 def test_bad_padding_cap_is_refused(artifacts, capsys):

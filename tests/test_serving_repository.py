@@ -9,12 +9,13 @@ import pytest
 import yaml
 from google.protobuf.text_format import ParseError
 
-from helpers.errors import ConfigError
+from helpers.errors import CheckpointError, ConfigError
 from helpers.serving.model import SERVING_FILE
-from helpers.serving.repository import (LOADABLE_HERE, Batching, RepositoryConfig, check_repository, ensemble_config,
-                                        onnx_config, parse_config, python_model_config, trt_config, write_repository)
+from helpers.serving.repository import (GPU_BATCHING, Batching, RepositoryConfig, Sources, check_repository,
+                                        ensemble_config, onnx_config, parse_config, python_model_config, trt_config,
+                                        write_repository)
 from helpers.trt.profiles import ProfileSet, ShapeProfile
-from serving_fixtures import repository, sources  # noqa: F401  (fixtures)
+from serving_fixtures import LOADED_HERE, repository, sources  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +40,44 @@ def test_gpu_instances_and_preferred_sizes_capped_by_max_batch():
     cfg = parse_config(python_model_config("x", config, 3))
     assert cfg.instance_group[0].kind == 1  # KIND_GPU
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
+
+
+def test_the_instance_group_lists_the_gpus(monkeypatch):
+    import helpers.machine as machine
+
+    config = RepositoryConfig.for_device("gpu", gpus="0,1", instances=2)
+    group = parse_config(python_model_config("sentiment", config, 2)).instance_group
+    assert len(group) == 1 and group[0].kind == 1 and group[0].count == 2 and list(group[0].gpus) == [0, 1]
+    visible = (machine.GpuInfo(0, "NVIDIA H200", "9.0"), machine.GpuInfo(1, "NVIDIA H200", "9.0"),
+               machine.GpuInfo(2, "NVIDIA H200", "9.0"))
+    monkeypatch.setattr(machine, "visible_gpus", lambda environ=None: visible)
+    every = RepositoryConfig.for_device("auto")  # a GPU is visible: a GPU repository on each of them
+    group = parse_config(python_model_config("sentiment", every, 2)).instance_group[0]
+    assert every.device == "gpu" and list(group.gpus) == [0, 1, 2] and group.count == 1
+    onnx = parse_config(onnx_config(every, 2)).instance_group[0]
+    assert list(onnx.gpus) == [0, 1, 2]
+    trt = parse_config(trt_config(ProfileSet((ShapeProfile(1, 8, 32, 1, 48, 128),)), 2, every)).instance_group[0]
+    assert list(trt.gpus) == [0, 1, 2] and list(trt.profile) == ["0"]
+    monkeypatch.setattr(machine, "visible_gpus", lambda environ=None: ())
+    unseen = RepositoryConfig.for_device("gpu")  # written where no GPU is visible: Triton uses every GPU it finds
+    assert not parse_config(python_model_config("sentiment", unseen, 2)).instance_group[0].gpus
+    assert RepositoryConfig.for_device("auto").device == "cpu"
+    with pytest.raises(ConfigError, match="distinct GPU indices"):
+        RepositoryConfig.for_device("gpu", gpus="0,0")
+    with pytest.raises(ConfigError, match="gpus: give whole numbers"):
+        RepositoryConfig.for_device("gpu", gpus="first")
+    with pytest.raises(ConfigError, match="only for device 'gpu'"):
+        RepositoryConfig(gpus=(0,))
+
+
+def test_each_device_has_its_own_batching_defaults_and_every_knob_is_an_option():
+    cpu, gpu = RepositoryConfig.for_device("cpu"), RepositoryConfig.for_device("gpu", gpus="0")
+    assert cpu.batching == Batching(True, (4, 8, 16), 2000) and cpu.classifier_batch == 32
+    assert gpu.batching == GPU_BATCHING and gpu.classifier_batch == 256 and gpu.instances == 1
+    tuned = RepositoryConfig.for_device("gpu", gpus="0", preferred="32,64", delay_us=100, instances=2)
+    assert tuned.batching == Batching(True, (32, 64), 100) and tuned.instances == 2
+    assert RepositoryConfig.for_device("gpu", gpus="0", delay_us=-1).batching == GPU_BATCHING
+    assert RepositoryConfig.for_device("gpu", gpus="0", delay_us=0).batching.max_queue_delay_us == 0
 
 
 def test_misspelt_field_fails():
@@ -67,13 +106,16 @@ def test_tensorrt_config_follows_the_engine_profiles():
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8, 16]
 
 
-def test_the_engine_goes_into_triton_as_model_plan(tmp_path, sources):  # noqa: F811
+def test_the_engine_goes_into_triton_as_model_plan(tmp_path, sources, monkeypatch):  # noqa: F811
     """The series names engine files *.engine; Triton's TensorRT backend loads <model>/1/model.plan."""
     import dataclasses
 
+    import helpers.trt.metadata as metadata
+
     engine = tmp_path / "model.fp16.engine"
     engine.write_bytes(b"ENGINE")
-    with_engine = dataclasses.replace(sources, engine=engine,
+    monkeypatch.setattr(metadata, "read_metadata", lambda path: type("Meta", (), {"onnx_file": "model.onnx"}))
+    with_engine = dataclasses.replace(sources, files={**sources.files, "engine-fp16": engine},
                                       profile_set=ProfileSet((ShapeProfile(1, 8, 32, 1, 48, 128),)))
     repository = write_repository(tmp_path / "repo", with_engine)
     assert "classifier_trt" in repository.models and "classifier_trt" not in repository.skipped
@@ -90,12 +132,14 @@ def test_bad_settings_are_refused():
 
 def test_written_repository(repository, sources):  # noqa: F811
     configs = check_repository(repository.root)
-    assert set(LOADABLE_HERE) <= set(configs) and {"classifier_onnx", "sentiment_onnx"} <= set(configs)
+    assert LOADED_HERE <= set(configs) and {"classifier_onnx", "sentiment_onnx"} <= set(configs)
     assert "classifier_trt" in repository.skipped and "classifier_trt" not in configs
     version = repository.root / "sentiment" / "1"
     spec = json.loads((version / SERVING_FILE).read_text())
     assert spec["labels"] == sources.labels and spec["files"] == {"plain": "model.onnx"}
-    assert (version / "model.onnx").read_bytes() == sources.onnx["plain"].read_bytes()
+    assert spec["vocab_sha256"] == sources.vocab_sha256 and len(spec["vocab_sha256"]) == 64
+    assert (version / "vocab.txt").read_bytes() == sources.vocab.read_bytes()
+    assert (version / "model.onnx").read_bytes() == sources.files["plain"].read_bytes()
     assert "SentimentModel as TritonPythonModel" in (version / "model.py").read_text()
     assert (repository.root / "classifier_onnx" / "1" / "model.onnx").is_file()
 
@@ -141,6 +185,41 @@ def test_rewrite_replaces_only_when_complete(tmp_path, sources, monkeypatch):  #
         write_repository(dest, sources)
     after = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
     assert after == before and not (tmp_path / "repo.new").exists()
+
+
+def test_a_changed_vocabulary_is_not_copied_and_the_old_repository_stays(tmp_path, sources):  # noqa: F811
+    """The vocabulary's lines shuffled (same size): the writer refuses it with the checkpoint's sentence."""
+    import dataclasses
+
+    dest = tmp_path / "repo"
+    write_repository(dest, sources)
+    before = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    lines = sources.vocab.read_text(encoding="utf-8").splitlines()
+    shuffled = tmp_path / "vocab.txt"
+    shuffled.write_text("\n".join(lines[1:] + lines[:1]) + "\n", encoding="utf-8")
+    assert shuffled.stat().st_size == sources.vocab.stat().st_size
+    with pytest.raises(CheckpointError, match="is not the file this checkpoint was saved with"):
+        write_repository(dest, dataclasses.replace(sources, vocab=shuffled))
+    assert {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
+
+
+def test_sources_from_artifacts_take_the_vocabularys_hash_from_the_checkpoint(tmp_path, sources):  # noqa: F811
+    import shutil
+
+    from helpers.config import ArtifactPaths
+    from helpers.io import atomic_write_json
+
+    paths = ArtifactPaths(tmp_path / "artifacts")
+    paths.checkpoint.mkdir(parents=True)
+    paths.onnx.mkdir(parents=True)
+    shutil.copy(sources.vocab, paths.checkpoint / "vocab.txt")
+    shutil.copy(sources.files["plain"], paths.onnx / "model.onnx")
+    atomic_write_json(paths.checkpoint / "checkpoint.json", {"labels": sources.labels, "max_len": sources.max_len,
+                                                             "sha256": {"vocab.txt": sources.vocab_sha256}})
+    found = Sources.from_artifacts(paths)
+    assert found.vocab_sha256 == sources.vocab_sha256 and found.files == {"plain": paths.onnx / "model.onnx"}
+    repo = write_repository(tmp_path / "repo", paths)  # ArtifactPaths work as sources too
+    assert json.loads((repo.root / "sentiment" / "1" / SERVING_FILE).read_text())["vocab_sha256"] == sources.vocab_sha256
 
 
 def test_check_repository_refuses_a_renamed_folder(tmp_path, sources):  # noqa: F811

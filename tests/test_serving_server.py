@@ -21,12 +21,12 @@ from helpers.serving.client import (TritonClassifier, model_statistics, statisti
                                    wait_idle)
 from helpers.serving.load import LoadSpec, run_load
 from helpers.serving.server import ServerConfig, TritonServer
-from serving_fixtures import assert_released, repository, served, sources  # noqa: F401  (fixtures)
+from serving_fixtures import LOADED_HERE, assert_released, repository, served, sources  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
 def reference(sources, tokenizer):  # noqa: F811
-    backend = OrtBackend(sources.onnx["plain"])
+    backend = OrtBackend(sources.files["plain"])
     yield Classifier(tokenizer, backend, sources.labels)
     backend.close()
 
@@ -46,13 +46,20 @@ def test_served_labels_equal_the_classifier(served, reference, sentences, protoc
     np.testing.assert_allclose(answer.probabilities, expected.probabilities, atol=1e-5)
 
 
+def test_the_server_loads_the_models_it_has_a_backend_for_and_says_why_not_the_others(served):  # noqa: F811
+    assert set(served.state.models) == LOADED_HERE
+    assert served.left_out["classifier_onnx"].startswith("no onnxruntime backend in this server")
+    assert "a step of the ensemble (classifier_onnx)" in served.left_out["sentiment_onnx"]
+    assert set(served.loaded_models()) == LOADED_HERE
+
+
 def test_each_instance_reports_the_backend_it_runs_on(served):  # noqa: F811
     from helpers.serving.model import SentimentCore
 
     kinds = served.backends()
     assert set(kinds) >= {"sentiment_0_0", "sentiment_nobatch_0_0"}, kinds
     local = SentimentCore(served.repository / "sentiment" / "1", "cpu")  # the instance kind the tests' repository uses
-    assert set(kinds.values()) == {local.choice.kind}
+    assert set(kinds.values()) == {local.choice.name}
     local.close()
 
 

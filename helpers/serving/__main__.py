@@ -6,6 +6,13 @@
   python -m helpers.serving start --artifacts artifacts              # background; state in artifacts/serving/server.json
   python -m helpers.serving stop --artifacts artifacts
   python -m helpers.serving measure --artifacts artifacts --out results/cpu-xeon/serving
+
+On a GPU machine `--device auto` (the default) writes a GPU repository: one instance on every visible GPU
+(`--gpus 0,1` to choose), dynamic batching for throughput. Its defaults (GPU_BATCHING in
+helpers/serving/repository.py) are to be confirmed there; sweep a few settings and keep the best, e.g.
+  for d in 100 500 2000; do python -m helpers.serving measure --delay-us $d --out results/h200/serving-delay-$d; done
+with --preferred 32,64 / 64,128,256 and --instances 1 / 2 likewise. `measure` runs NVIDIA's perf_analyzer beside
+the project's load tool where it can run (glibc >= 2.38), and says why not where it cannot.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 
 from ..config import ArtifactPaths
 from ..errors import SeriesError
-from .repository import LOADABLE_HERE, Batching, RepositoryConfig, Sources, instances_and_threads, write_repository
+from .repository import RepositoryConfig, write_repository
 from .server import ServerConfig, TritonServer
 
 
@@ -32,7 +39,7 @@ def _state(args: argparse.Namespace) -> Path:
 
 
 def _server_config(args: argparse.Namespace) -> ServerConfig:
-    models = tuple(m for m in args.models.split(",") if m) if args.models else LOADABLE_HERE
+    models = tuple(m for m in args.models.split(",") if m)
     return ServerConfig(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                         models=models, triton_home=args.triton_home)
 
@@ -47,12 +54,14 @@ def _max_padding(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"give a share from 0 up to 1 (e.g. 0.2) or 'none', not {text!r}") from None
 
 
+def _config(args: argparse.Namespace) -> RepositoryConfig:
+    return RepositoryConfig.for_device(args.device, preferred=args.preferred, delay_us=args.delay_us,
+                                       instances=args.instances, threads=args.threads, gpus=args.gpus,
+                                       max_padding=args.max_padding)
+
+
 def _write(args: argparse.Namespace) -> Path:
-    preferred = tuple(int(x) for x in args.preferred.split(",") if x)
-    instances, threads = instances_and_threads(args.device, args.instances, args.threads)
-    config = RepositoryConfig(device=args.device, batching=Batching(True, preferred, args.delay_us),
-                              instances=instances, threads=threads, max_padding=args.max_padding)
-    repo = write_repository(_repository(args), Sources.from_artifacts(ArtifactPaths.at(args.artifacts)), config)
+    repo = write_repository(_repository(args), ArtifactPaths.at(args.artifacts), _config(args))
     print(f"model repository: {repo.root} (models {', '.join(repo.models)}; left out: {repo.skipped or 'none'})")
     return repo.root
 
@@ -63,25 +72,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["check", "write", "serve", "start", "stop", "status", "measure"])
     parser.add_argument("--artifacts", default="artifacts", help="artifacts folder of 01/02 (default: artifacts)")
     parser.add_argument("--repository", help="model repository (default: <artifacts>/serving/model_repository)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="instance kind and model files")
-    parser.add_argument("--preferred", default="4,8,16", help="dynamic batching: preferred batch sizes")
-    parser.add_argument("--delay-us", type=int, default=2000, help="dynamic batching: max queue delay (microseconds)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                        help="instance kind and model files (auto: gpu where a GPU is visible)")
+    parser.add_argument("--preferred", default="",
+                        help="dynamic batching: preferred batch sizes (default: CPU 4,8,16; GPU 64,128,256)")
+    parser.add_argument("--delay-us", type=int, default=None,
+                        help="dynamic batching: max queue delay in microseconds (default: CPU 2000; GPU 500)")
     parser.add_argument("--instances", type=int, default=0,
-                        help="model instances (stub processes); 0: one")
+                        help="model instances (stub processes), on each GPU on a GPU; 0: one")
+    parser.add_argument("--gpus", default="", help="GPU indices for the instances, e.g. 0,1 (default: every visible GPU)")
     parser.add_argument("--threads", type=int, default=0,
                         help="ONNX Runtime CPU threads per instance; 0: the cores shared among the instances (CPU)")
     parser.add_argument("--max-padding", type=_max_padding, default=RepositoryConfig().max_padding,
                         help="on a CPU, the largest share of padding in one Classifier call, or 'none' (default: %(default)s)")
-    parser.add_argument("--models", default="", help="models to load, comma-separated (default: those this server can)")
+    parser.add_argument("--models", default="",
+                        help="models to load, comma-separated (default: every model this server has a backend for)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=0, help="0: a free port")
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--metrics-port", type=int, default=0)
     parser.add_argument("--triton-home", help="folder with setup.sh's server/ (default: <venv>/triton)")
     parser.add_argument("--out", default="", help="measure: folder for serving.json and the plot")
-    parser.add_argument("--concurrencies", default="1,2,4,8,16,32")
+    parser.add_argument("--concurrencies", default="",
+                        help="closed-loop clients per case (default: CPU 1,2,4,8,16,32; GPU 1,4,16,64,128)")
     parser.add_argument("--requests", type=int, default=400, help="measure: requests per case (at least 10 per client)")
     parser.add_argument("--note", default="", help="measure: a note stored with the results (e.g. 'busy machine')")
+    parser.add_argument("--sentences", type=int, default=0, help="measure: test sentences sent (0: the whole test split)")
+    parser.add_argument("--perf-ms", type=int, default=3000, help="measure: perf_analyzer's measurement window (ms)")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
@@ -124,11 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "measure":
             from .measure import SweepConfig, run_measurement
 
-            sweep = SweepConfig(concurrencies=tuple(int(c) for c in args.concurrencies.split(",")), requests=args.requests)
+            device = _config(args).device
+            sweep = SweepConfig.for_device(device, concurrencies=args.concurrencies, perf_ms=args.perf_ms,
+                                           requests=args.requests)
             out = Path(args.out) if args.out else ArtifactPaths.at(args.artifacts).root / "serving"
             repo = _repository(args) if args.repository else _write(args)
             paths = run_measurement(ArtifactPaths.at(args.artifacts), repo, sweep, out, server_config=_server_config(args),
-                                    note=args.note, device=args.device)
+                                    note=args.note, texts_limit=args.sentences, device=device)
             print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     except SeriesError as exc:
         print(f"error: {exc}", file=sys.stderr)

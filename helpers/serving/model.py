@@ -2,138 +2,60 @@
 
 Triton loads ``<model>/<version>/model.py`` and looks for a class named ``TritonPythonModel``. The repository
 writer (:mod:`helpers.serving.repository`) puts a two-line ``model.py`` there that imports one of the classes
-below, so the logic is this module, tested like any other, and the files a model needs (vocabulary, ONNX
-model, ``serving.json``) sit in the version folder beside it.
+below, so the logic is this module, tested like any other, and the files a model needs (vocabulary, model
+files, ``serving.json``) sit in the version folder beside it.
 
 * :class:`SentimentModel` - raw sentences in (``TEXT``, BYTES, any batch), ``LABEL`` (BYTES) and
   ``PROBABILITIES`` (FP32) out. With dynamic batching Triton hands ``execute`` several requests at once: their
-  sentences go through **one** :meth:`Classifier.predict` (length-sorted batches), which is where batching pays.
-  A bad request (non-UTF-8 bytes, an empty sentence) gets its own error response; the other requests of the
-  same batch are answered normally, and nothing a client sends can kill the model.
+  sentences are decoded in one pass and go through **one** :meth:`Classifier.predict` (length-sorted batches),
+  which is where batching pays; labels are picked for all of them at once by index. Only a batch holding a bad
+  request (non-UTF-8 bytes, an empty sentence, a text with no token) takes the slow path that finds it: that
+  request gets its own error response, the others of the batch are answered normally, and nothing a client
+  sends can kill the model.
 * :class:`TokenizerModel` and :class:`PostprocessModel` - the two Python steps of the standard split
   (tokenizer -> ``onnxruntime_onnx`` or ``tensorrt_plan`` model -> postprocess, joined by an ensemble).
 
-The backend is chosen in one place, :func:`choose_backend`: on a GPU instance TensorRT (engine present and
-TensorRT importable), else ONNX Runtime CUDA (onnxruntime-gpu installed), else the CPU; on the CPU ONNX
-Runtime INT8, else the fused graph, else the plain export.
+The vocabulary is read through :func:`~helpers.tokenizer.load_tokenizer`, which refuses a ``vocab.txt`` whose
+sha256 is not the one ``serving.json`` records (copied from the checkpoint's ``checkpoint.json``). The backend is
+chosen and opened by the series' one registry (:func:`~helpers.backends.registry.best_backend`,
+:func:`~helpers.backends.registry.open_backend`), on the GPU Triton gives the instance
+(``model_instance_device_id``): the same choice as 06 and the bulk classify command make.
 """
 
 from __future__ import annotations
 
-import re
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..backends.base import Backend
 from ..backends.classifier import Classifier, softmax
-from ..errors import BackendError, InputError, SeriesError
-from ..tokenizer import SentenceTokenizer
+from ..backends.registry import BackendChoice, best_backend, open_backend
+from ..errors import BackendError, InputError
+from ..tokenizer import SentenceTokenizer, load_tokenizer
 
 #: Names of the served tensors (the Python model and the ensemble share them).
 TEXT, LABEL, PROBABILITIES = "TEXT", "LABEL", "PROBABILITIES"
 INPUT_IDS, SEGMENT_IDS, LOGITS = "input_ids", "segment_ids", "logits"
 #: The file in each version folder that says what the model needs.
 SERVING_FILE = "serving.json"
-#: Preference order of model files per device (keys of ``serving.json``'s ``files``).
-CPU_ORDER: tuple[str, ...] = ("int8", "fused", "plain")
-GPU_ORDER: tuple[str, ...] = ("tensorrt", "fused-fp16", "fp16")
-#: Model files that ride along with another: the GPU-fused FP16 graph's twin with the 1-D mask index, which the
-#: served model uses for its (always right-padded) batches through :mod:`helpers.backends.padding`.
-COMPANIONS: dict[str, str] = {"fused-fp16": "fused-fp16-rightpad"}
-
-
-@dataclass(frozen=True)
-class BackendChoice:
-    """Which model file runs on which backend, and why the better ones were passed over."""
-
-    kind: str
-    path: Path
-    passed_over: tuple[str, ...] = ()
-    #: the right-padded fast graph beside ``path`` (see :data:`COMPANIONS`), where present
-    fast_path: Path | None = None
-
-    def describe(self) -> str:
-        why = f" ({'; '.join(self.passed_over)})" if self.passed_over else ""
-        fast = f" (+ {self.fast_path.name} for right-padded batches)" if self.fast_path else ""
-        return f"{self.kind}: {self.path.name}{fast}{why}"
-
-
-def choose_backend(folder: Path, files: dict[str, str], device: str = "cpu") -> BackendChoice:
-    """The best backend for ``device`` (``"cpu"`` or ``"gpu"``) among ``files`` (variant -> file in ``folder``)."""
-    passed: list[str] = []
-    present = {k: folder / v for k, v in files.items() if (folder / v).is_file()}
-    if device == "gpu":
-        from ..backends.onnxruntime_cuda import cuda_provider_missing_reason
-
-        for kind in GPU_ORDER:
-            if kind not in present:
-                passed.append(f"{kind}: no file")
-                continue
-            if kind == "tensorrt":
-                reason = _tensorrt_refusal()
-                if reason is not None:
-                    passed.append(f"tensorrt: {reason}")
-                    continue
-                return BackendChoice("tensorrt", present[kind], tuple(passed))
-            reason = cuda_provider_missing_reason()
-            if reason is None:
-                return BackendChoice(f"ort-cuda-{kind}", present[kind], tuple(passed), present.get(COMPANIONS.get(kind, "")))
-            passed.append(f"{kind}: {reason}")
-    for kind in CPU_ORDER:
-        if kind in present:
-            return BackendChoice(f"ort-cpu-{kind}", present[kind], tuple(passed))
-        passed.append(f"{kind}: no file")
-    raise BackendError(f"serving: no model file to run in {folder} ({'; '.join(passed)}); rewrite the model repository "
-                       "after running 02_onnx_export.")
-
-
-def _tensorrt_refusal(device_id: int = 0) -> str | None:
-    """Why no TensorRT engine can run on GPU ``device_id`` here (none installed, or a flavour whose runtime refuses
-    this GPU, e.g. TensorRT-RTX on compute capability 9.0), or None."""
-    from ..machine import gpu_identity
-    from ..trt.compat import flavour_of, import_tensorrt, runtime_refusal
-
-    try:
-        return runtime_refusal(flavour_of(import_tensorrt()), gpu_identity(device_id).compute_capability)
-    except SeriesError as exc:
-        return str(exc)
-
-
-def open_backend(choice: BackendChoice, *, threads: int = 0, device_id: int = 0) -> Backend:
-    """Create the backend of ``choice`` (``threads``: ONNX Runtime CPU threads, 0 = every core)."""
-    if choice.kind == "tensorrt":
-        from ..backends.tensorrt import TensorRTBackend
-
-        return TensorRTBackend(choice.path, gpu=device_id)
-    if choice.kind.startswith("ort-cuda-"):
-        from ..backends.onnxruntime_cuda import OrtCudaBackend, OrtCudaConfig
-
-        def ort_cuda(path: Path, name: str) -> Backend:
-            return OrtCudaBackend(path, OrtCudaConfig(device_id=device_id), precision="fp16", name=name)
-
-        if choice.fast_path is None:
-            return ort_cuda(choice.path, choice.kind)
-        from ..backends.padding import route_by_padding
-
-        return route_by_padding(ort_cuda(choice.path, choice.kind + " (exact)"),
-                                ort_cuda(choice.fast_path, choice.kind + " (fast)"), name=choice.kind + "-rightpad")
-    from ..backends.onnxruntime import OrtBackend, OrtConfig
-
-    return OrtBackend(choice.path, OrtConfig(intra_op_threads=threads or None))
 
 
 @dataclass(frozen=True)
 class ServingSpec:
-    """Contents of ``serving.json``: what a version folder holds and how to run it."""
+    """Contents of ``serving.json``: what a version folder holds and how to run it.
+
+    ``files`` maps model-file keys of :func:`~helpers.backends.registry.model_files` to file names in the folder;
+    ``vocab_sha256`` is the vocabulary's hash as the checkpoint recorded it."""
 
     labels: tuple[str, ...]
     max_len: int
     vocab: str = "vocab.txt"
+    vocab_sha256: str = ""
     files: dict[str, str] = field(default_factory=dict)
     batch_size: int = 32
     threads: int = 0
@@ -143,9 +65,10 @@ class ServingSpec:
     max_padding: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"labels": list(self.labels), "max_len": self.max_len, "vocab": self.vocab, "files": dict(self.files),
-                "batch_size": self.batch_size, "threads": self.threads, "pad_multiple": self.pad_multiple,
-                "max_padding": self.max_padding, "source": dict(self.source)}
+        return {"labels": list(self.labels), "max_len": self.max_len, "vocab": self.vocab,
+                "vocab_sha256": self.vocab_sha256, "files": dict(self.files), "batch_size": self.batch_size,
+                "threads": self.threads, "pad_multiple": self.pad_multiple, "max_padding": self.max_padding,
+                "source": dict(self.source)}
 
     @classmethod
     def read(cls, folder: Path) -> "ServingSpec":
@@ -153,11 +76,19 @@ class ServingSpec:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(tuple(data["labels"]), int(data["max_len"]), data.get("vocab", "vocab.txt"),
-                       dict(data.get("files", {})), int(data.get("batch_size", 32)), int(data.get("threads", 0)),
-                       int(data.get("pad_multiple", 1)), dict(data.get("source", {})),
+                       str(data.get("vocab_sha256", "")), dict(data.get("files", {})), int(data.get("batch_size", 32)),
+                       int(data.get("threads", 0)), int(data.get("pad_multiple", 1)), dict(data.get("source", {})),
                        None if data.get("max_padding") is None else float(data["max_padding"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BackendError(f"serving: {path} is missing or unreadable ({exc}); rewrite the model repository.") from None
+
+    def model_files(self, folder: Path) -> dict[str, Path]:
+        """The model files of the version ``folder``, keyed as the registry keys them."""
+        return {key: folder / name for key, name in self.files.items()}
+
+    def tokenizer(self, folder: Path) -> SentenceTokenizer:
+        """The tokenizer of the version ``folder``'s vocabulary, refused if it is not the checkpoint's."""
+        return load_tokenizer(folder / self.vocab, self.max_len, self.vocab_sha256 or None)
 
 
 def decode_texts(raw: np.ndarray, request: int = 0) -> list[str]:
@@ -193,49 +124,108 @@ class Answer:
     invalid_input: bool = False
 
 
+def _flat(raw: np.ndarray | None, request: int) -> np.ndarray:
+    if raw is None:
+        raise InputError(f"request {request}: no input tensor named {TEXT!r}; send the sentences as {TEXT} (BYTES).")
+    flat = np.asarray(raw, dtype=object).reshape(-1)
+    if not flat.size:
+        raise InputError(f"request {request}: TEXT holds no sentence (shape {tuple(np.shape(raw))}); send at least one.")
+    return flat
+
+
+def decode_requests(inputs: Sequence[np.ndarray | None]) -> tuple[list[str], np.ndarray]:
+    """Every request's sentences as one list, and where each request's sentences end in it (``stops``).
+
+    One pass over all sentences of all requests; :class:`InputError` if any request is bad (the caller then
+    finds which, with :func:`decode_texts` per request)."""
+    flats = [_flat(raw, r) for r, raw in enumerate(inputs)]
+    stops = np.cumsum([len(f) for f in flats])
+    try:
+        texts = [item.decode("utf-8") for item in np.concatenate(flats)]
+    except (AttributeError, UnicodeDecodeError):
+        raise InputError("a request holds a sentence that is not UTF-8 bytes") from None
+    if not all(map(str.strip, texts)):
+        raise InputError("a request holds an empty sentence")
+    return texts, stops
+
+
 class SentimentCore:
     """Everything of :class:`SentimentModel` that does not need Triton (so it is tested without a server)."""
 
     def __init__(self, folder: str | os.PathLike[str], device: str = "cpu", device_id: int = 0) -> None:
         self.folder = Path(folder)
+        self.device, self.device_id = device, device_id
         self.spec = ServingSpec.read(self.folder)
-        self.tokenizer = SentenceTokenizer.from_file(self.folder / self.spec.vocab, self.spec.max_len)
-        self.choice = choose_backend(self.folder, self.spec.files, device)
-        self.backend = open_backend(self.choice, threads=self.spec.threads, device_id=device_id)
+        self.tokenizer = self.spec.tokenizer(self.folder)
+        files = self.spec.model_files(self.folder)
+        self.choice: BackendChoice = best_backend(files, device, device_id=device_id)
+        self.backend = open_backend(self.choice.name, files, device_id=device_id, threads=self.spec.threads)
         self.classifier = Classifier(self.tokenizer, self.backend, list(self.spec.labels), batch_size=self.spec.batch_size,
                                      pad_multiple=self.spec.pad_multiple, max_padding=self.spec.max_padding)
+        self.label_bytes = np.array([label.encode("utf-8") for label in self.spec.labels], dtype=object)
+
+    def describe(self) -> str:
+        """The backend this model runs, and where: for the server's log and tables."""
+        where = f" on GPU {self.device_id}" if self.device == "gpu" and self.choice.name not in _CPU_NAMES else ""
+        return f"{self.choice.describe()}{where}"
 
     def answer(self, inputs: Sequence[np.ndarray | None]) -> list[Answer]:
         """Answer each request's ``TEXT`` (None: the request lacked it); valid ones share one ``predict``."""
-        answers: list[Answer] = [Answer() for _ in inputs]
+        try:
+            texts, stops = decode_requests(inputs)
+            return self._predict(texts, stops, len(inputs))
+        except InputError:
+            return self._answer_one_by_one(inputs)
+
+    def _predict(self, texts: list[str], stops: np.ndarray, total: int, find_bad_input: bool = True) -> list[Answer]:
+        answers = [Answer() for _ in range(total)]
+        try:
+            pred = self.classifier.predict(texts)
+        except InputError:
+            if find_bad_input:
+                raise  # a text the tokenizer refuses: the caller finds its request
+            answers = [Answer(error=f"serving: {exc}") for _ in range(total)]
+            return answers
+        except Exception as exc:  # a backend failure must become error responses, never a dead model
+            message = f"serving: {self.choice.name} failed on {len(texts)} sentences ({type(exc).__name__}: {exc})"
+            return [Answer(error=message) for _ in range(total)]
+        labels = self.label_bytes[pred.label_ids].reshape(-1, 1)
+        for r, (start, stop) in enumerate(zip(np.concatenate([[0], stops[:-1]]), stops)):
+            answers[r] = Answer(labels[start:stop], pred.probabilities[start:stop])
+        return answers
+
+    def _answer_one_by_one(self, inputs: Sequence[np.ndarray | None]) -> list[Answer]:
+        """The slow path for a batch holding a bad request: each request checked, the valid ones predicted together."""
+        answers = [Answer() for _ in inputs]
+        good: list[int] = []
         texts: list[str] = []
-        spans: list[tuple[int, int, int]] = []
+        stops: list[int] = []
         for r, raw in enumerate(inputs):
             try:
-                if raw is None:
-                    raise InputError(f"request {r}: no input tensor named {TEXT!r}; send the sentences as {TEXT} (BYTES).")
-                decoded = decode_texts(raw, r)
+                decoded = decode_texts(_flat(raw, r), r)
             except InputError as exc:
                 answers[r] = Answer(error=str(exc), invalid_input=True)
                 continue
-            spans.append((r, len(texts), len(texts) + len(decoded)))
+            try:
+                self.tokenizer.encode_batch(decoded)  # refuses, e.g., a text with no token left after cleaning
+            except InputError as exc:
+                answers[r] = Answer(error=f"request {r}: {exc}", invalid_input=True)
+                continue
+            good.append(r)
             texts.extend(decoded)
-        if not texts:
-            return answers
-        try:
-            pred = self.classifier.predict(texts)
-        except Exception as exc:  # a backend failure must become error responses, never a dead model
-            message = f"serving: {self.choice.kind} failed on {len(texts)} sentences ({type(exc).__name__}: {exc})"
-            for r, _, _ in spans:
-                answers[r] = Answer(error=message)
-            return answers
-        labels = np.array([s.encode("utf-8") for s in pred.labels], dtype=object)
-        for r, start, stop in spans:
-            answers[r] = Answer(labels[start:stop].reshape(-1, 1), pred.probabilities[start:stop])
+            stops.append(len(texts))
+        if good:
+            predicted = self._predict(texts, np.asarray(stops), len(good), find_bad_input=False)
+            for r, answer in zip(good, predicted):
+                answers[r] = answer
         return answers
 
     def close(self) -> None:
         self.backend.close()
+
+
+#: Backend names that run on the CPU even in a GPU instance (the registry's CPU fallback).
+_CPU_NAMES = ("onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
 
 
 def _pb_utils() -> Any:
@@ -259,9 +249,10 @@ def _error(pb_utils: Any, message: str, invalid: bool) -> Any:
 BACKEND_LINE = re.compile(r"^\[(?P<instance>[^\]]+)\] backend (?P<kind>[\w-]+): (?P<detail>.*)$")
 
 
-def backend_line(instance: str, choice: BackendChoice) -> str:
-    """What an instance of ``instance`` prints about ``choice`` (read back by :func:`served_backends`)."""
-    return f"[{instance}] backend {choice.describe()}"
+def backend_line(instance: str, described: str) -> str:
+    """What an instance of ``instance`` prints about its backend (``described``: :meth:`SentimentCore.describe`,
+    read back by :func:`served_backends`)."""
+    return f"[{instance}] backend {described}"
 
 
 def served_backends(log_text: str) -> dict[str, str]:
@@ -275,14 +266,12 @@ class SentimentModel:
     def initialize(self, args: dict[str, str]) -> None:
         folder, device, device_id = _instance(args)
         self.core = SentimentCore(folder, device, device_id)
-        print(backend_line(args.get("model_instance_name", "sentiment"), self.core.choice), flush=True)
+        print(backend_line(args.get("model_instance_name", "sentiment"), self.core.describe()), flush=True)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb_utils = _pb_utils()
-        inputs = []
-        for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, TEXT)
-            inputs.append(None if tensor is None else tensor.as_numpy())
+        tensors = [pb_utils.get_input_tensor_by_name(request, TEXT) for request in requests]
+        inputs = [None if tensor is None else tensor.as_numpy() for tensor in tensors]
         responses = []
         for answer in self.core.answer(inputs):
             if answer.error is not None:
@@ -315,7 +304,7 @@ class TokenizerModel:
     def initialize(self, args: dict[str, str]) -> None:
         folder, _, _ = _instance(args)
         self.spec = ServingSpec.read(folder)
-        self.tokenizer = SentenceTokenizer.from_file(folder / self.spec.vocab, self.spec.max_len)
+        self.tokenizer = self.spec.tokenizer(folder)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb_utils = _pb_utils()
@@ -337,7 +326,7 @@ class TokenizerModel:
 def postprocess(logits: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``[n, labels]`` -> label names (BYTES ``[n, 1]``) and probabilities (FP32 ``[n, labels]``)."""
     probabilities = softmax(np.asarray(logits, dtype=np.float32).reshape(-1, len(labels)))
-    names = np.array([labels[i].encode("utf-8") for i in probabilities.argmax(axis=1)], dtype=object)
+    names = np.array([label.encode("utf-8") for label in labels], dtype=object)[probabilities.argmax(axis=1)]
     return names.reshape(-1, 1), probabilities
 
 

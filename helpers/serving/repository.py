@@ -17,14 +17,21 @@ model_repository/
 ```
 
 The bundled server here has only the Python backend, so ``sentiment``, ``sentiment_nobatch``, ``tokenizer`` and
-``postprocess`` load here; ``classifier_onnx``, ``classifier_trt`` and the ensembles over them need the
-container's ONNX Runtime and TensorRT backends. Every ``config.pbtxt`` is parsed with Triton's own
+``postprocess`` load here (:func:`~helpers.serving.server.loadable_models` finds them); ``classifier_onnx``,
+``classifier_trt`` and the ensembles over them need the container's ONNX Runtime and TensorRT backends. Every ``config.pbtxt`` is parsed with Triton's own
 model-config protobuf (:func:`parse_config`), so a misspelt field fails at once.
 
 **Dynamic batching.** Triton queues requests for up to ``max_queue_delay_microseconds`` and hands the model
 a batch as soon as one of ``preferred_batch_size`` is reached (or the delay runs out). The delay is an upper
 bound on what batching adds to a lone request's latency; the preferred sizes are the sizes at which the
-backend's cost per sentence has mostly flattened out. See :class:`Batching` for the defaults and why.
+backend's cost per sentence has mostly flattened out. A CPU and a GPU want different settings
+(:data:`CPU_BATCHING`, :data:`GPU_BATCHING`): every knob is an option of :meth:`RepositoryConfig.for_device`, of
+``python -m helpers.serving write`` and ``measure`` (``--preferred``, ``--delay-us``, ``--instances``, ``--gpus``)
+and of notebook 07, so a GPU machine can sweep a few settings quickly and keep the best.
+
+**GPUs.** On a GPU the instance group names the GPUs (``instance_group [ { count: N kind: KIND_GPU gpus: [ 0, 1 ]
+} ]``: N instances on *each* listed GPU; by default one on every GPU visible when the repository is written), and
+each instance's Python model places its backend on the GPU Triton gives it (``model_instance_device_id``).
 """
 
 from __future__ import annotations
@@ -36,26 +43,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..backends.classifier import checked_max_padding
+from ..backends.registry import CPU_ORDER, GPU_ORDER, best_backend, model_files, spec
 from ..errors import ConfigError, MissingArtifactError
-from ..export import ONNX_FILES
 from ..io import atomic_dir, atomic_write_json, atomic_write_text
-from .model import (COMPANIONS, CPU_ORDER, GPU_ORDER, INPUT_IDS, LABEL, LOGITS, PROBABILITIES, SEGMENT_IDS, SERVING_FILE,
-                    TEXT, ServingSpec)
+from ..tokenizer import load_tokenizer
+from .model import INPUT_IDS, LABEL, LOGITS, PROBABILITIES, SEGMENT_IDS, SERVING_FILE, TEXT, ServingSpec
 
-PYTHON_MODELS = {"sentiment": "SentimentModel", "tokenizer": "TokenizerModel", "postprocess": "PostprocessModel"}
-#: Models of the repository that the Python backend alone can load (everything this machine's server has).
-LOADABLE_HERE: tuple[str, ...] = ("sentiment", "sentiment_nobatch", "tokenizer", "postprocess")
 
 
 @dataclass(frozen=True)
 class Batching:
-    """Triton's dynamic batcher for one model.
-
-    Defaults for a 2-core CPU and a small BERT: ``max_queue_delay_us=2000`` (2 ms) keeps the worst extra wait
-    below the time one sentence takes on the backend, so a lone request loses little; preferred sizes
-    ``4, 8, 16`` are where ONNX Runtime's cost per sentence has mostly flattened on two cores (larger batches
-    only add waiting). ``enabled=False`` writes no ``dynamic_batching`` block: each request runs alone.
-    """
+    """Triton's dynamic batcher for one model (see :data:`CPU_BATCHING` and :data:`GPU_BATCHING` for the
+    defaults and why). ``enabled=False`` writes no ``dynamic_batching`` block: each request runs alone."""
 
     enabled: bool = True
     preferred: tuple[int, ...] = (4, 8, 16)
@@ -73,28 +72,44 @@ class Batching:
         return f"dynamic_batching {{{preferred}\n  max_queue_delay_microseconds: {int(self.max_queue_delay_us)}\n}}\n"
 
 
+#: A 2-core CPU and a small BERT (measured): a 2 ms delay keeps the worst extra wait below what one sentence
+#: costs on the backend, so a lone request loses little; at 4, 8 and 16 sentences ONNX Runtime's cost per
+#: sentence has mostly flattened on two cores (larger batches only add waiting).
+CPU_BATCHING = Batching(True, (4, 8, 16), 2000)
+#: A GPU, for throughput (one sentence per request, 64 or more clients): a GPU call costs about the same for 16
+#: sentences as for 128, so batches should be large, and the delay short - while an instance computes one batch
+#: the next one fills anyway; the delay matters only when traffic is light. Not measured yet: the H200 release
+#: run is to confirm them by sweeping --preferred, --delay-us and --instances.
+GPU_BATCHING = Batching(True, (64, 128, 256), 500)
+#: Sentences per Classifier call inside the model: on a GPU one call per dynamic batch where it fits.
+CPU_CLASSIFIER_BATCH, GPU_CLASSIFIER_BATCH = 32, 256
+
+
 @dataclass(frozen=True)
 class RepositoryConfig:
     """What to write. ``device``: ``cpu`` or ``gpu`` (instance kind and which model files go in).
 
     ``max_batch_size`` is the most sentences one request may carry (and the most a dynamic batch may join):
     1024 lets a client send 1,000 sentences at once; the Classifier inside still runs them in length-sorted
-    batches of ``classifier_batch``. ``instances`` stub processes serve in parallel; ``threads`` are ONNX
-    Runtime's CPU threads per instance (0: every core). ``max_padding`` caps the share of padding in each of
-    the Classifier's batches on a CPU (None: no cap): sentences that arrive together in one dynamic batch are
-    not sorted by length, and ONNX Runtime on a CPU pays for every padded position, so without a cap a few long
+    batches of ``classifier_batch``. ``instances`` stub processes serve in parallel (on a GPU: that many on each
+    of ``gpus``; no ``gpus`` lets Triton use every GPU of the serving machine); ``threads`` are ONNX Runtime's
+    CPU threads per instance (0: every core). ``max_padding`` caps the share of padding in each of the
+    Classifier's batches on a CPU (None: no cap): sentences that arrive together in one dynamic batch are not
+    sorted by length, and ONNX Runtime on a CPU pays for every padded position, so without a cap a few long
     sentences make every short one in their batch pay their width (measured on the 2-core Xeon, small model,
     INT8, batches of 8 random test sentences: 424 sentences/s uncapped, 662/s with 0.2, 559/s one by one).
-    On a GPU a call costs more than its padding and batches stay whole.
+    On a GPU a call costs more than its padding and batches stay whole. :meth:`for_device` fills in a
+    device's defaults.
     """
 
     name: str = "sentiment"
     device: str = "cpu"
     max_batch_size: int = 1024
-    batching: Batching = Batching()
+    batching: Batching = CPU_BATCHING
     instances: int = 1
+    gpus: tuple[int, ...] = ()
     threads: int = 0
-    classifier_batch: int = 32
+    classifier_batch: int = CPU_CLASSIFIER_BATCH
     unbatched_twin: bool = True
     split: bool = True
     split_max_batch: int = 64
@@ -106,23 +121,61 @@ class RepositoryConfig:
             raise ConfigError(f"repository device must be 'cpu' or 'gpu', got {self.device!r}.")
         if min(self.max_batch_size, self.instances, self.classifier_batch, self.split_max_batch, self.pad_multiple) < 1:
             raise ConfigError(f"repository sizes must be >= 1, got {self}.")
+        if self.gpus and (self.device != "gpu" or min(self.gpus) < 0 or len(set(self.gpus)) != len(self.gpus)):
+            raise ConfigError(f"gpus {list(self.gpus)}: give distinct GPU indices >= 0, and only for device 'gpu'.")
         checked_max_padding(self.max_padding, "repository")
 
     @property
     def kind(self) -> str:
         return "KIND_GPU" if self.device == "gpu" else "KIND_CPU"
 
+    @classmethod
+    def for_device(cls, device: str = "auto", *, preferred: str | Sequence[int] = "", delay_us: int | None = None,
+                   instances: int = 0, threads: int = 0, gpus: str | Sequence[int] = "",
+                   **fields: Any) -> "RepositoryConfig":
+        """The repository for ``device`` (``cpu``, ``gpu``, or ``auto``: ``gpu`` where a GPU is visible), with
+        that device's defaults for whatever is left empty: ``preferred`` sizes (``"64,128"`` or a sequence) and
+        ``delay_us`` of dynamic batching (None or negative: the default), ``instances`` (0: one, on each GPU), ``threads`` (see
+        :func:`instances_and_threads`), ``gpus`` (``"0,1"`` or a sequence; empty: every GPU visible now).
+        Other ``fields`` of the dataclass are passed on."""
+        from ..machine import visible_gpus
+
+        if device == "auto":
+            device = "gpu" if visible_gpus() else "cpu"
+        base = GPU_BATCHING if device == "gpu" else CPU_BATCHING
+        sizes = parse_ints(preferred, "preferred") if isinstance(preferred, str) else tuple(preferred)
+        delay = base.max_queue_delay_us if delay_us is None or delay_us < 0 else delay_us
+        batching = Batching(True, sizes or base.preferred, delay)
+        instances, threads = instances_and_threads(device, instances, threads)
+        chosen: tuple[int, ...] = ()
+        if device == "gpu":
+            chosen = parse_ints(gpus, "gpus") if isinstance(gpus, str) else tuple(gpus)
+            chosen = chosen or tuple(g.index for g in visible_gpus())
+        defaults: dict[str, Any] = {"classifier_batch": GPU_CLASSIFIER_BATCH} if device == "gpu" else {}
+        return cls(device=device, batching=batching, instances=instances, threads=threads, gpus=chosen,
+                   **{**defaults, **fields})
+
+
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    """``"64,128"`` -> ``(64, 128)`` (empty: ``()``); :class:`ConfigError` naming ``what`` for anything else."""
+    try:
+        return tuple(int(x) for x in str(text).replace(" ", "").split(",") if x)
+    except ValueError:
+        raise ConfigError(f"{what}: give whole numbers separated by commas (e.g. 0,1), not {text!r}.") from None
+
 
 def instances_and_threads(device: str, instances: int = 0, threads: int = 0, cpus: int | None = None) -> tuple[int, int]:
     """Model instances and ONNX Runtime CPU threads per instance; 0 picks the default.
 
-    Default: one instance. On a CPU its threads (and those of any number of instances given) share the usable
-    cores among the instances. Measured on the 2-core Xeon (small model, INT8, padding cap 0.2, three runs of
-    each, interleaved): two single-threaded instances served about 1.2x the sentences per second of one
-    two-threaded instance at concurrency 16 with batching (551-630 vs 450-509), but a lone request took about
-    1 ms longer (p50 3.4-3.7 vs 2.4-2.8 ms without batching), and with two instances dynamic batching no longer
-    beat no batching. One instance is the default for latency; ``instances=cores`` for throughput. On a GPU
-    ``threads`` 0 leaves ONNX Runtime's own default for its CPU-side work.
+    Default: one instance (on a GPU: one on each GPU). On a CPU its threads (and those of any number of
+    instances given) share the usable cores among the instances. Measured on the 2-core Xeon (small model,
+    INT8, padding cap 0.2, three runs of each, interleaved): two single-threaded instances served about 1.2x
+    the sentences per second of one two-threaded instance at concurrency 16 with batching (551-630 vs 450-509),
+    but a lone request took about 1 ms longer (p50 3.4-3.7 vs 2.4-2.8 ms without batching), and with two
+    instances dynamic batching no longer beat no batching. One instance is the default for latency;
+    ``instances=cores`` for throughput. On a GPU ``threads`` 0 leaves ONNX Runtime's own default for its
+    CPU-side work; whether two instances per GPU feed it better (one tokenizes while the other computes) is
+    for the GPU machine's sweep to say.
     """
     if instances < 0 or threads < 0:
         raise ConfigError(f"instances and threads must be >= 0 (0: the default), got {instances} and {threads}.")
@@ -142,10 +195,11 @@ def _io(inputs: Sequence[str], outputs: Sequence[str]) -> str:
     return "input [\n" + ",\n".join(inputs) + "\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
 
 
-def _instances(count: int, kind: str, profiles: Sequence[int] = ()) -> str:
+def _instances(count: int, kind: str, profiles: Sequence[int] = (), gpus: Sequence[int] = ()) -> str:
     quoted = ", ".join('"%d"' % p for p in profiles)
     prof = f" profile: [ {quoted} ]" if profiles else ""
-    return f"instance_group [ {{ count: {count} kind: {kind}{prof} }} ]\n"
+    where = f" gpus: [ {', '.join(map(str, gpus))} ]" if gpus and kind == "KIND_GPU" else ""
+    return f"instance_group [ {{ count: {count} kind: {kind}{where}{prof} }} ]\n"
 
 
 def python_model_config(name: str, config: RepositoryConfig, num_labels: int, batching: Batching | None = None) -> str:
@@ -154,7 +208,7 @@ def python_model_config(name: str, config: RepositoryConfig, num_labels: int, ba
     return (f"name: \"{name}\"\nbackend: \"python\"\nmax_batch_size: {config.max_batch_size}\n"
             + _io([_tensor(TEXT, "TYPE_STRING", [1])],
                   [_tensor(LABEL, "TYPE_STRING", [1]), _tensor(PROBABILITIES, "TYPE_FP32", [num_labels])])
-            + batching.render(config.max_batch_size) + _instances(config.instances, config.kind))
+            + batching.render(config.max_batch_size) + _instances(config.instances, config.kind, gpus=config.gpus))
 
 
 def tokenizer_config(config: RepositoryConfig) -> str:
@@ -178,7 +232,8 @@ def onnx_config(config: RepositoryConfig, num_labels: int, threads: int = 0) -> 
     return ("name: \"classifier_onnx\"\nplatform: \"onnxruntime_onnx\"\n" f"max_batch_size: {config.split_max_batch}\n"
             + _io([_tensor(INPUT_IDS, "TYPE_INT32", [-1]), _tensor(SEGMENT_IDS, "TYPE_INT32", [-1])],
                   [_tensor(LOGITS, "TYPE_FP32", [num_labels])])
-            + config.batching.render(config.split_max_batch) + _instances(config.instances, config.kind) + params)
+            + config.batching.render(config.split_max_batch) + _instances(config.instances, config.kind, gpus=config.gpus)
+            + params)
 
 
 def trt_config(profile_set: Any, num_labels: int, config: RepositoryConfig) -> str:
@@ -192,7 +247,7 @@ def trt_config(profile_set: Any, num_labels: int, config: RepositoryConfig) -> s
             + _io([_tensor(INPUT_IDS, "TYPE_INT32", [-1]), _tensor(SEGMENT_IDS, "TYPE_INT32", [-1])],
                   [_tensor(LOGITS, "TYPE_FP32", [num_labels])])
             + config.batching.render(max_batch)
-            + _instances(config.instances, "KIND_GPU", range(len(profile_set.profiles))))
+            + _instances(config.instances, "KIND_GPU", range(len(profile_set.profiles)), config.gpus))
 
 
 def ensemble_config(name: str, classifier: str, num_labels: int, max_batch: int) -> str:
@@ -227,13 +282,15 @@ def model_py(class_name: str) -> str:
 
 @dataclass
 class Sources:
-    """What the repository is made from: 01's checkpoint and 02's ONNX files (04's engine where present)."""
+    """What the repository is made from: 01's checkpoint (vocabulary, labels, ``max_len``, the vocabulary's sha256
+    from ``checkpoint.json``) and the model files of 02 and 04 (keys of
+    :func:`~helpers.backends.registry.model_files`)."""
 
     vocab: Path
+    vocab_sha256: str
     labels: list[str]
     max_len: int
-    onnx: dict[str, Path]
-    engine: Path | None = None
+    files: dict[str, Path]
     profile_set: Any = None
     fingerprint: str = ""
 
@@ -247,19 +304,17 @@ class Sources:
         if not meta_file.is_file():
             raise MissingArtifactError(f"serving: no checkpoint in {paths.checkpoint}; run 01_train first.")
         meta = read_json(meta_file)
-        onnx = {k: paths.onnx / v for k, v in ONNX_FILES.items() if (paths.onnx / v).is_file()}
-        if not any(k in onnx for k in CPU_ORDER):
+        files = model_files(paths.onnx, paths.trt)
+        if not any(k in files for k in (key for name in CPU_ORDER for key in spec(name).files)):
             raise MissingArtifactError(f"serving: no ONNX model in {paths.onnx}; run 02_onnx_export first.")
-        from ..trt.builder import engine_name
-
-        engine = paths.trt / engine_name("fp16")
         profile_set = None
-        if engine.is_file():
+        if "engine-fp16" in files:
             from ..trt.metadata import read_metadata
 
-            profile_set = read_metadata(engine).profile_set()
-        return cls(paths.checkpoint / VOCAB_FILE, list(meta["labels"]), int(meta["max_len"]), onnx,
-                   engine if engine.is_file() else None, profile_set, str(meta.get("fingerprint", "")))
+            profile_set = read_metadata(files["engine-fp16"]).profile_set()
+        recorded = meta.get("sha256") if isinstance(meta.get("sha256"), dict) else {}
+        return cls(paths.checkpoint / VOCAB_FILE, str(recorded.get(VOCAB_FILE, "")), list(meta["labels"]),
+                   int(meta["max_len"]), files, profile_set, str(meta.get("fingerprint", "")))
 
 
 @dataclass
@@ -280,43 +335,55 @@ def _version_folder(folder: Path, sources: Sources, files: dict[str, Path], conf
     shutil.copy2(sources.vocab, folder / "vocab.txt")
     for path in files.values():
         shutil.copy2(path, folder / path.name)
-    spec = ServingSpec(tuple(sources.labels), sources.max_len, "vocab.txt", {k: p.name for k, p in files.items()},
-                       config.classifier_batch, config.threads, pad_multiple, {"checkpoint_fingerprint": sources.fingerprint},
-                       max_padding)
-    atomic_write_json(folder / SERVING_FILE, spec.to_dict())
+    spec_ = ServingSpec(tuple(sources.labels), sources.max_len, "vocab.txt", sources.vocab_sha256,
+                        {k: p.name for k, p in files.items()}, config.classifier_batch, config.threads, pad_multiple,
+                        {"checkpoint_fingerprint": sources.fingerprint}, max_padding)
+    atomic_write_json(folder / SERVING_FILE, spec_.to_dict())
     atomic_write_text(folder / "model.py", model_py(class_name))
 
 
-def model_files(sources: Sources, device: str) -> dict[str, Path]:
-    """The model files a Python model gets: on a GPU every GPU file present (the model picks at load time, since
-    whether e.g. a TensorRT engine can run depends on the serving machine) with their companions, plus the best
-    CPU file as a fallback."""
-    available = dict(sources.onnx)
-    if sources.engine is not None:
-        available["tensorrt"] = sources.engine
-    files: dict[str, Path] = {}
+def served_files(files: dict[str, Path], device: str) -> dict[str, Path]:
+    """The model files the Python model gets. On a GPU, the files of every GPU backend of the registry that are
+    present (the model chooses when it loads, since whether e.g. a TensorRT engine runs depends on the serving
+    machine) with the ONNX file each engine was built from; on both, the files of the CPU's best backend, the
+    fallback."""
+    keep: set[str] = set()
     if device == "gpu":
-        for kind in (k for k in GPU_ORDER if k in available):
-            files[kind] = available[kind]
-            if COMPANIONS.get(kind) in available:
-                files[COMPANIONS[kind]] = available[COMPANIONS[kind]]
-    kind = next((k for k in CPU_ORDER if k in available), None)
-    if kind is not None:
-        files[kind] = available[kind]
-    return files
+        for name in GPU_ORDER:
+            needed = spec(name).files
+            if all(k in files for k in needed):
+                keep.update(needed)
+                keep.update(_engine_source(files, k) for k in needed if k.startswith("engine-"))
+    cpu = best_backend({k: p for k, p in files.items() if not k.startswith("engine-")}, "cpu")
+    keep.update(k for k, p in files.items() if p in cpu.files)
+    keep.discard("")
+    return {k: files[k] for k in files if k in keep}
 
 
-def write_repository(dest: str | os.PathLike[str], sources: Sources, config: RepositoryConfig = RepositoryConfig()) -> Repository:
-    """Write the model repository to ``dest`` (replacing an older one only once the new one is complete)."""
+def _engine_source(files: dict[str, Path], engine_key: str) -> str:
+    """The key of the ONNX file the engine ``engine_key`` was built from (its sidecar names it), or ""."""
+    from ..trt.metadata import read_metadata
+
+    built_from = read_metadata(files[engine_key]).onnx_file
+    return next((k for k, p in files.items() if not k.startswith("engine-") and p.name == built_from), "")
+
+
+def write_repository(dest: str | os.PathLike[str], sources: Any, config: RepositoryConfig = RepositoryConfig()) -> Repository:
+    """Write the model repository to ``dest`` from ``sources`` (a :class:`Sources`, or the
+    :class:`~helpers.config.ArtifactPaths` of 01 and 02), replacing an older one only once the new one is
+    complete. The vocabulary is checked against the sha256 the checkpoint recorded before anything is copied:
+    a changed ``vocab.txt`` is refused, and the repository stays as it was."""
+    sources = sources if isinstance(sources, Sources) else Sources.from_artifacts(sources)
+    load_tokenizer(sources.vocab, sources.max_len, sources.vocab_sha256 or None)
     dest = Path(dest)
     n = len(sources.labels)
-    files = model_files(sources, config.device)
+    files = served_files(sources.files, config.device)
     models: list[str] = []
     skipped: dict[str, str] = {}
     new = dest.with_name(dest.name + ".new")
     shutil.rmtree(new, ignore_errors=True)
     with atomic_dir(new) as tmp:
-        # On a GPU the all-in-one model pads batch widths to a multiple of 16 (bounded shapes for ONNX Runtime CUDA)
+        # On a GPU the all-in-one model pads batch widths to a multiple of 16 (bounded shapes for CUDA graphs)
         own_pad = config.pad_multiple if config.device == "gpu" else 1
         # ... and on a CPU it caps each batch's padding (see RepositoryConfig)
         own_max_padding = config.max_padding if config.device == "cpu" else None
@@ -337,19 +404,20 @@ def write_repository(dest: str | os.PathLike[str], sources: Sources, config: Rep
         if config.split:
             add("tokenizer", tokenizer_config(config), {}, "TokenizerModel", config.pad_multiple)
             add("postprocess", postprocess_config(config, n), {}, "PostprocessModel")
-            onnx_kind = next((k for k in (("fused-fp16", "fp16") if config.device == "gpu" else ()) + CPU_ORDER
-                              if k in sources.onnx), None)
+            onnx_kind = next((k for k in (("fused-fp16", "fp16") if config.device == "gpu" else ())
+                              + ("int8", "fused", "plain") if k in sources.files), None)
             if onnx_kind is not None:
                 add("classifier_onnx", onnx_config(config, n, config.threads))
                 (tmp / "classifier_onnx" / "1").mkdir()
-                shutil.copy2(sources.onnx[onnx_kind], tmp / "classifier_onnx" / "1" / "model.onnx")
+                shutil.copy2(sources.files[onnx_kind], tmp / "classifier_onnx" / "1" / "model.onnx")
                 add(f"{config.name}_onnx", ensemble_config(f"{config.name}_onnx", "classifier_onnx", n, config.split_max_batch))
-            if sources.engine is not None and sources.profile_set is not None:
+            engine = sources.files.get("engine-fp16")
+            if engine is not None and sources.profile_set is not None:
                 add("classifier_trt", trt_config(sources.profile_set, n, config))
                 (tmp / "classifier_trt" / "1").mkdir()
                 # Triton's TensorRT backend (platform "tensorrt_plan") loads its engine from a file that must be
                 # named model.plan ("plan" is Triton's word for a serialized engine); everywhere else it is .engine.
-                shutil.copy2(sources.engine, tmp / "classifier_trt" / "1" / "model.plan")
+                shutil.copy2(engine, tmp / "classifier_trt" / "1" / "model.plan")
                 trt_batch = min(int(sources.profile_set.max_batch), config.split_max_batch)
                 add(f"{config.name}_trt", ensemble_config(f"{config.name}_trt", "classifier_trt", n, trt_batch))
             else:

@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import ServingError
 from ..io import atomic_write_json, read_json
@@ -62,10 +62,33 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+#: The backend that runs each ``platform`` of a model config (the others name their ``backend`` themselves).
+PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt"}
+
+
+def loadable_models(repository: Path, backends: set[str]) -> tuple[list[str], dict[str, str]]:
+    """The models of ``repository`` that a server with ``backends`` (backend folder names) can load, and the
+    others with the reason: a model whose backend is missing, an ensemble with a step that cannot load."""
+    from .repository import check_repository
+
+    configs = check_repository(repository)
+    left: dict[str, str] = {}
+    for name, config in configs.items():
+        backend = config.backend or PLATFORM_BACKENDS.get(config.platform, "")
+        if config.platform != "ensemble" and backend not in backends:
+            left[name] = f"no {backend or config.platform} backend in this server (NVIDIA's container has it)"
+    for name, config in configs.items():
+        steps = [s.model_name for s in config.ensemble_scheduling.step] if config.platform == "ensemble" else []
+        if any(step in left or step not in configs for step in steps):
+            left[name] = f"a step of the ensemble ({', '.join(s for s in steps if s in left)}) cannot load here"
+    return [name for name in configs if name not in left], left
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """How to run the server. Ports 0 are chosen free at start. ``models`` empty: load every model of the
-    repository; else load only these (Triton's explicit model control)."""
+    repository this server has a backend for (:func:`loadable_models`); else load only these. Triton's explicit
+    model control either way."""
 
     host: str = "127.0.0.1"
     http_port: int = 0
@@ -144,9 +167,11 @@ class TritonServer:
         self.state: ServerState | None = None
         self.runtime_report: dict[str, str] = {}
         self.exit_code: int | None = None
+        #: models of the repository this server does not load, with the reason (e.g. no backend for them here)
+        self.left_out: dict[str, str] = {}
 
     # ------------------------------------------------------------------ start
-    def command(self, backends: Path, ports: tuple[int, int, int]) -> list[str]:
+    def command(self, backends: Path, ports: tuple[int, int, int], models: Sequence[str]) -> list[str]:
         cfg = self.config
         cmd = ["--model-repository", str(self.repository), "--backend-directory", str(backends),
                "--http-address", cfg.host, "--http-port", str(ports[0]), "--grpc-address", cfg.host,
@@ -154,7 +179,7 @@ class TritonServer:
                "--exit-timeout-secs", str(cfg.exit_timeout_s), "--log-verbose", str(cfg.log_verbose),
                "--disable-auto-complete-config", "--strict-readiness", "true"]
         # Explicit model control, so that stop() can unload the models through the repository API
-        cmd += ["--model-control-mode", "explicit"] + [f"--load-model={m}" for m in (cfg.models or ("*",))]
+        cmd += ["--model-control-mode", "explicit"] + [f"--load-model={m}" for m in models]
         return cmd
 
     def start(self, detach: bool = False) -> "TritonServer":
@@ -172,14 +197,18 @@ class TritonServer:
         chosen = [cfg.http_port, cfg.grpc_port, cfg.metrics_port]
         picked = iter(free_ports(3, cfg.host))
         ports = tuple(p or next(picked) for p in chosen)
+        if cfg.models:
+            models, self.left_out = list(cfg.models), {}
+        else:
+            models, self.left_out = loadable_models(self.repository, {p.name for p in runtime.backends.iterdir()})
         log_path = self.workdir / "tritonserver.log"
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen([str(runtime.install.server), *self.command(runtime.backends, ports)],
+            self.process = subprocess.Popen([str(runtime.install.server), *self.command(runtime.backends, ports, models)],
                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=runtime.env, cwd=self.workdir, start_new_session=True)
         self.exit_code = None
         self.state = ServerState(self.process.pid, cfg.host, *ports, str(self.repository), str(log_path),
-                                 str(self.workdir), list(cfg.models))
+                                 str(self.workdir), models)
         if not detach:
             atexit.register(self.stop)
         try:
@@ -223,7 +252,7 @@ class TritonServer:
         if not isinstance(index, list):
             return {}
         return {m.get("name", "?"): m.get("reason", "") for m in index
-                if m.get("state") == "UNAVAILABLE" and m.get("reason") and (not self.config.models or m.get("name") in self.config.models)}
+                if m.get("state") == "UNAVAILABLE" and m.get("reason") and m.get("name") in self.state.models}
 
     #: Log lines after which a start cannot succeed (the Python backend keeps such a model "loading" for long).
     FATAL_LOG = ("Failed to preinitialize Python stub", "failed to load '", "Address already in use",
@@ -338,6 +367,13 @@ class TritonServer:
         self.process = None
         return self.exit_code
 
+    def client(self, protocol: str = "http", timeout_s: float | None = None) -> Any:
+        """A :class:`~helpers.serving.client.TritonClassifier` (sentences in, labels out) on this server's
+        ``sentiment`` model over ``protocol``; close it (or use it in a ``with`` block) when done."""
+        from .client import TritonClassifier
+
+        return TritonClassifier(self.http_url if protocol == "http" else self.grpc_url, protocol, timeout_s=timeout_s)
+
     def released(self) -> bool:
         """True once the server's process is gone and none of its ports accepts a connection."""
         state = self._require()
@@ -379,7 +415,7 @@ class TritonServer:
     def describe(self) -> dict[str, Any]:
         state = self._require()
         return {"pid": state.pid, "http": state.http_url, "grpc": state.grpc_url, "metrics": state.metrics_url,
-                "repository": state.repository, "models": state.models or "all", "log": state.log}
+                "repository": state.repository, "models": state.models, "left out": self.left_out, "log": state.log}
 
     def __repr__(self) -> str:
         where = f" http {self.state.http_url} grpc {self.state.grpc_url}" if self.state else ""
