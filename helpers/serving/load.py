@@ -55,7 +55,6 @@ class LoadResult:
     answered: int = 0
     failed: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
-    labels: dict[int, list[str]] = field(default_factory=dict)
     wall_s: float = 0.0
 
     @property
@@ -91,11 +90,10 @@ class LoadResult:
 
 
 def run_load(spec: LoadSpec, texts: Sequence[str], *, stop: threading.Event | None = None,
-             keep_labels: bool = False, on_answer: Callable[[int], None] | None = None) -> LoadResult:
+             on_answer: Callable[[int], None] | None = None) -> LoadResult:
     """Send requests of ``spec.sentences_per_request`` sentences taken in turn from ``texts``; see the module docstring.
 
-    ``keep_labels`` records each answered request's labels by request index; ``on_answer`` is called with the
-    number answered so far (e.g. to stop the server half-way in a test)."""
+    ``on_answer`` is called with the number answered so far (e.g. to stop the server half-way in a test)."""
     if not texts:
         raise ConfigError("load: no sentences to send.")
     result = LoadResult(spec)
@@ -124,8 +122,8 @@ def run_load(spec: LoadSpec, texts: Sequence[str], *, stop: threading.Event | No
                 batch = [texts[(i * k + j) % len(texts)] for j in range(k)]
                 t0 = time.perf_counter()
                 try:
-                    answer = read_answer(infer(client, spec.protocol, spec.model, [text_input(spec.protocol, batch)],
-                                               spec.timeout_s), k)
+                    read_answer(infer(client, spec.protocol, spec.model, [text_input(spec.protocol, batch)],
+                                      spec.timeout_s), k)
                 except Exception as exc:  # every failure is counted with its reason, never dropped
                     reason = failure_reason(exc)
                     with lock:
@@ -135,8 +133,6 @@ def run_load(spec: LoadSpec, texts: Sequence[str], *, stop: threading.Event | No
                 with lock:
                     result.answered += 1
                     result.latencies_ms.append(elapsed)
-                    if keep_labels:
-                        result.labels[i] = answer.labels
                     done = result.answered
                 if on_answer is not None:
                     on_answer(done)

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backends.classifier import Classifier, softmax
-from ..backends.registry import BackendChoice, best_backend, open_backend
+from ..backends.registry import BackendChoice, best_backend, open_backend, spec
 from ..errors import BackendError, InputError
 from ..tokenizer import SentenceTokenizer, load_tokenizer
 
@@ -166,7 +166,7 @@ class SentimentCore:
 
     def describe(self) -> str:
         """The backend this model runs, and where: for the server's log and tables."""
-        where = f" on GPU {self.device_id}" if self.device == "gpu" and self.choice.name not in _CPU_NAMES else ""
+        where = f" on GPU {self.device_id}" if spec(self.choice.name).device == "gpu" else ""
         return f"{self.choice.describe()}{where}"
 
     def answer(self, inputs: Sequence[np.ndarray | None]) -> list[Answer]:
@@ -222,10 +222,6 @@ class SentimentCore:
 
     def close(self) -> None:
         self.backend.close()
-
-
-#: Backend names that run on the CPU even in a GPU instance (the registry's CPU fallback).
-_CPU_NAMES = ("onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
 
 
 def _pb_utils() -> Any:

@@ -39,7 +39,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ServingError
@@ -274,12 +274,3 @@ def prepare_runtime(workdir: str | os.PathLike[str], home: str | os.PathLike[str
               "libpython loaded": loaded or f"{interpreter.libpython} (ldd not available to confirm)",
               "stub numpy": f"{found['numpy']} ({found['numpy_file']})", "stub onnxruntime": found["onnxruntime"]}
     return PreparedRuntime(install, backends, env, report)
-
-
-def report_rows(report: dict[str, str]) -> list[tuple[str, str]]:
-    """``(item, value)`` rows of a runtime report, for a notebook table."""
-    return list(report.items())
-
-
-def describe_install(install: TritonInstall) -> dict[str, str]:
-    return {k: str(v) for k, v in asdict(install).items()}
