@@ -94,6 +94,14 @@ def test_backend_failure_becomes_error_answers(repository, monkeypatch):  # noqa
     assert all(a.error.startswith("serving: onnxruntime failed on 2 sentences (BackendError: session lost)")
                for a in answers)
     assert not any(a.invalid_input for a in answers)
+
+    def refuse(texts):
+        raise InputError("token id 9999 out of range")
+
+    monkeypatch.setattr(core.classifier, "predict", refuse)  # after the requests were checked: a server-side error
+    answers = core.answer([np.array([[b"fine"]], dtype=object), np.array([[b"\xff"]], dtype=object)])
+    assert answers[0].error == "serving: token id 9999 out of range" and not answers[0].invalid_input
+    assert answers[1].invalid_input and "not valid UTF-8" in answers[1].error
     core.close()
 
 

@@ -73,7 +73,7 @@ def test_the_command_measures_one_sentence_per_request_at_one_concurrency(tmp_pa
     assert options["-m"] == "sentiment" and options["-u"] == "127.0.0.1:8001" and options["-i"] == "grpc"
     assert options["-b"] == "1" and options["--concurrency-range"] == "64:64"
     assert options["--input-data"] == str(tmp_path / "in.json") and options["-f"] == str(tmp_path / "r.csv")
-    assert options["--measurement-interval"] == "2000" and options["--percentile"] == "99"
+    assert options["--measurement-interval"] == "2000" and options["--max-trials"] == "10"
     assert options["--warmup-request-count"] == "100"
     with pytest.raises(ConfigError, match="protocol"):
         perf_analyzer_command("pa", model="m", url="u", protocol="tcp", concurrency=1, input_data="i", report="r")

@@ -181,11 +181,10 @@ class SentimentCore:
         answers = [Answer() for _ in range(total)]
         try:
             pred = self.classifier.predict(texts)
-        except InputError:
+        except InputError as exc:
             if find_bad_input:
                 raise  # a text the tokenizer refuses: the caller finds its request
-            answers = [Answer(error=f"serving: {exc}") for _ in range(total)]
-            return answers
+            return [Answer(error=f"serving: {exc}") for _ in range(total)]  # checked already: not the client's input
         except Exception as exc:  # a backend failure must become error responses, never a dead model
             message = f"serving: {self.choice.name} failed on {len(texts)} sentences ({type(exc).__name__}: {exc})"
             return [Answer(error=message) for _ in range(total)]
