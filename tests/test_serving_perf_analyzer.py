@@ -130,6 +130,7 @@ def test_a_case_reads_its_report_and_a_failed_case_says_why(tmp_path):
                       workdir=tmp_path)
     assert record["tool"] == "perf_analyzer" and record["concurrency"] == 2 and record["sentences_per_s"] == 87.2
     assert record["p99_ms"] == 34.766 and "error" not in record and "-i http" in record["command"]
+    assert record["command"].startswith("perf_analyzer -m sentiment") and str(tmp_path) not in record["command"]
     failing = _stand_in(tmp_path, 'echo "error: failed to get model metadata: unknown model" >&2; exit 99\n')
     failed = run_case(failing, model="nope", url="h:1", protocol="grpc", concurrency=1, input_data=data,
                       workdir=tmp_path)

@@ -168,8 +168,9 @@ def run_case(binary: Path, *, model: str, url: str, protocol: str, concurrency: 
     report.unlink(missing_ok=True)
     command = perf_analyzer_command(binary, model=model, url=url, protocol=protocol, concurrency=concurrency,
                                     input_data=input_data, report=report, config=config)
+    shown = " ".join(["perf_analyzer", *command[1:]]).replace(f"{workdir}{os.sep}", "")  # no machine paths kept
     base = {"tool": "perf_analyzer", "protocol": protocol, "model": model, "concurrency": concurrency,
-            "sentences_per_request": 1, "command": " ".join(command[1:])}
+            "sentences_per_request": 1, "command": shown}
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=config.timeout_s, check=False)
     except subprocess.TimeoutExpired:
