@@ -72,8 +72,8 @@ def test_the_instance_group_lists_the_gpus(monkeypatch):
 
 def test_each_device_has_its_own_batching_defaults_and_every_knob_is_an_option():
     cpu, gpu = RepositoryConfig.for_device("cpu"), RepositoryConfig.for_device("gpu", gpus="0")
-    assert cpu.batching == Batching(True, (4, 8, 16), 2000) and cpu.classifier_batch == 32
-    assert gpu.batching == GPU_BATCHING and gpu.classifier_batch == 256 and gpu.instances == 1
+    assert cpu.batching == Batching(True, (4, 8, 16), 2000) and cpu.instances == 1
+    assert gpu.batching == GPU_BATCHING and gpu.classifier_batch is None and gpu.instances == 1
     tuned = RepositoryConfig.for_device("gpu", gpus="0", preferred="32,64", delay_us=100, instances=2)
     assert tuned.batching == Batching(True, (32, 64), 100) and tuned.instances == 2
     assert RepositoryConfig.for_device("gpu", gpus="0", delay_us=-1).batching == GPU_BATCHING

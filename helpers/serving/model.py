@@ -50,16 +50,18 @@ class ServingSpec:
     """Contents of ``serving.json``: what a version folder holds and how to run it.
 
     ``files`` maps model-file keys of :func:`~helpers.backends.registry.model_files` to file names in the folder;
-    ``vocab_sha256`` is the vocabulary's hash as the checkpoint recorded it."""
+    ``vocab_sha256`` is the vocabulary's hash as the checkpoint recorded it. ``batch_size`` and ``pad_multiple``
+    None leave the Classifier's defaults for the backend's device
+    (:data:`~helpers.backends.classifier.DEVICE_BATCHING`: on a GPU a token budget per call, widths rounded to 16)."""
 
     labels: tuple[str, ...]
     max_len: int
     vocab: str = "vocab.txt"
     vocab_sha256: str = ""
     files: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 32
+    batch_size: int | None = None
     threads: int = 0
-    pad_multiple: int = 1
+    pad_multiple: int | None = None
     source: dict[str, Any] = field(default_factory=dict)
     #: the Classifier's cap on padding per batch (see :class:`~helpers.backends.Classifier`); None: no cap
     max_padding: float | None = None
@@ -75,10 +77,13 @@ class ServingSpec:
         path = folder / SERVING_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            def number(key: str, kind: type) -> Any:
+                return None if data.get(key) is None else kind(data[key])
+
             return cls(tuple(data["labels"]), int(data["max_len"]), data.get("vocab", "vocab.txt"),
-                       str(data.get("vocab_sha256", "")), dict(data.get("files", {})), int(data.get("batch_size", 32)),
-                       int(data.get("threads", 0)), int(data.get("pad_multiple", 1)), dict(data.get("source", {})),
-                       None if data.get("max_padding") is None else float(data["max_padding"]))
+                       str(data.get("vocab_sha256", "")), dict(data.get("files", {})), number("batch_size", int),
+                       int(data.get("threads", 0)), number("pad_multiple", int), dict(data.get("source", {})),
+                       number("max_padding", float))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BackendError(f"serving: {path} is missing or unreadable ({exc}); rewrite the model repository.") from None
 
@@ -160,8 +165,11 @@ class SentimentCore:
         files = self.spec.model_files(self.folder)
         self.choice: BackendChoice = best_backend(files, device, device_id=device_id)
         self.backend = open_backend(self.choice.name, files, device_id=device_id, threads=self.spec.threads)
+        # One dynamic batch is one chunk, tokenized at once; overlapping host and device work is the job of several
+        # instances here (each its own process), not of a thread inside one predict call.
         self.classifier = Classifier(self.tokenizer, self.backend, list(self.spec.labels), batch_size=self.spec.batch_size,
-                                     pad_multiple=self.spec.pad_multiple, max_padding=self.spec.max_padding)
+                                     pad_multiple=self.spec.pad_multiple, max_padding=self.spec.max_padding, chunk=0,
+                                     prefetch=False)
         self.label_bytes = np.array([label.encode("utf-8") for label in self.spec.labels], dtype=object)
 
     def describe(self) -> str:
@@ -309,7 +317,7 @@ class TokenizerModel:
             try:
                 if tensor is None:
                     raise InputError(f"request {r}: no input tensor named {TEXT!r}.")
-                ids, seg = tokenize_request(self.tokenizer, tensor.as_numpy(), max(1, self.spec.pad_multiple), r)
+                ids, seg = tokenize_request(self.tokenizer, tensor.as_numpy(), self.spec.pad_multiple or 1, r)
             except InputError as exc:
                 responses.append(_error(pb_utils, str(exc), True))
                 continue

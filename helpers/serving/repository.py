@@ -18,8 +18,9 @@ model_repository/
 
 The bundled server here has only the Python backend, so ``sentiment``, ``sentiment_nobatch``, ``tokenizer`` and
 ``postprocess`` load here (:func:`~helpers.serving.server.loadable_models` finds them); ``classifier_onnx``,
-``classifier_trt`` and the ensembles over them need the container's ONNX Runtime and TensorRT backends. Every ``config.pbtxt`` is parsed with Triton's own
-model-config protobuf (:func:`parse_config`), so a misspelt field fails at once.
+``classifier_trt`` and the ensembles over them need the container's ONNX Runtime and TensorRT backends. Every
+``config.pbtxt`` is parsed with Triton's own model-config protobuf (:func:`parse_config`), so a misspelt field
+fails at once.
 
 **Dynamic batching.** Triton queues requests for up to ``max_queue_delay_microseconds`` and hands the model
 a batch as soon as one of ``preferred_batch_size`` is reached (or the delay runs out). The delay is an upper
@@ -81,8 +82,6 @@ CPU_BATCHING = Batching(True, (4, 8, 16), 2000)
 #: the next one fills anyway; the delay matters only when traffic is light. Not measured yet: the H200 release
 #: run is to confirm them by sweeping --preferred, --delay-us and --instances.
 GPU_BATCHING = Batching(True, (64, 128, 256), 500)
-#: Sentences per Classifier call inside the model: on a GPU one call per dynamic batch where it fits.
-CPU_CLASSIFIER_BATCH, GPU_CLASSIFIER_BATCH = 32, 256
 
 
 @dataclass(frozen=True)
@@ -91,15 +90,16 @@ class RepositoryConfig:
 
     ``max_batch_size`` is the most sentences one request may carry (and the most a dynamic batch may join):
     1024 lets a client send 1,000 sentences at once; the Classifier inside still runs them in length-sorted
-    batches of ``classifier_batch``. ``instances`` stub processes serve in parallel (on a GPU: that many on each
-    of ``gpus``; no ``gpus`` lets Triton use every GPU of the serving machine); ``threads`` are ONNX Runtime's
-    CPU threads per instance (0: every core). ``max_padding`` caps the share of padding in each of the
-    Classifier's batches on a CPU (None: no cap): sentences that arrive together in one dynamic batch are not
-    sorted by length, and ONNX Runtime on a CPU pays for every padded position, so without a cap a few long
-    sentences make every short one in their batch pay their width (measured on the 2-core Xeon, small model,
-    INT8, batches of 8 random test sentences: 424 sentences/s uncapped, 662/s with 0.2, 559/s one by one).
-    On a GPU a call costs more than its padding and batches stay whole. :meth:`for_device` fills in a
-    device's defaults.
+    batches, formed by its defaults for the backend's device (on a GPU a token budget per call), or of at most
+    ``classifier_batch`` sentences where that is given. ``instances`` stub processes serve in parallel (on a
+    GPU: that many on each of ``gpus``; no ``gpus`` lets Triton use every GPU of the serving machine);
+    ``threads`` are ONNX Runtime's CPU threads per instance (0: every core). ``max_padding`` caps the share of
+    padding in each of the Classifier's batches on a CPU (None: no cap): sentences that arrive together in one
+    dynamic batch are not sorted by length, and ONNX Runtime on a CPU pays for every padded position, so without
+    a cap a few long sentences make every short one in their batch pay their width (measured on the 2-core Xeon,
+    small model, INT8, batches of 8 random test sentences: 424 sentences/s uncapped, 662/s with 0.2, 559/s one
+    by one). On a GPU a call costs more than its padding and batches stay whole. ``pad_multiple`` is the split
+    form's tokenizer's width rounding. :meth:`for_device` fills in a device's defaults.
     """
 
     name: str = "sentiment"
@@ -109,7 +109,7 @@ class RepositoryConfig:
     instances: int = 1
     gpus: tuple[int, ...] = ()
     threads: int = 0
-    classifier_batch: int = CPU_CLASSIFIER_BATCH
+    classifier_batch: int | None = None
     unbatched_twin: bool = True
     split: bool = True
     split_max_batch: int = 64
@@ -119,7 +119,7 @@ class RepositoryConfig:
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "gpu"):
             raise ConfigError(f"repository device must be 'cpu' or 'gpu', got {self.device!r}.")
-        if min(self.max_batch_size, self.instances, self.classifier_batch, self.split_max_batch, self.pad_multiple) < 1:
+        if min(self.max_batch_size, self.instances, self.classifier_batch or 1, self.split_max_batch, self.pad_multiple) < 1:
             raise ConfigError(f"repository sizes must be >= 1, got {self}.")
         if self.gpus and (self.device != "gpu" or min(self.gpus) < 0 or len(set(self.gpus)) != len(self.gpus)):
             raise ConfigError(f"gpus {list(self.gpus)}: give distinct GPU indices >= 0, and only for device 'gpu'.")
@@ -151,9 +151,7 @@ class RepositoryConfig:
         if device == "gpu":
             chosen = parse_ints(gpus, "gpus") if isinstance(gpus, str) else tuple(gpus)
             chosen = chosen or tuple(g.index for g in visible_gpus())
-        defaults: dict[str, Any] = {"classifier_batch": GPU_CLASSIFIER_BATCH} if device == "gpu" else {}
-        return cls(device=device, batching=batching, instances=instances, threads=threads, gpus=chosen,
-                   **{**defaults, **fields})
+        return cls(device=device, batching=batching, instances=instances, threads=threads, gpus=chosen, **fields)
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -330,7 +328,7 @@ class Repository:
 
 
 def _version_folder(folder: Path, sources: Sources, files: dict[str, Path], config: RepositoryConfig,
-                    class_name: str, pad_multiple: int, max_padding: float | None = None) -> None:
+                    class_name: str, pad_multiple: int | None, max_padding: float | None = None) -> None:
     folder.mkdir(parents=True)
     shutil.copy2(sources.vocab, folder / "vocab.txt")
     for path in files.values():
@@ -383,13 +381,12 @@ def write_repository(dest: str | os.PathLike[str], sources: Any, config: Reposit
     new = dest.with_name(dest.name + ".new")
     shutil.rmtree(new, ignore_errors=True)
     with atomic_dir(new) as tmp:
-        # On a GPU the all-in-one model pads batch widths to a multiple of 16 (bounded shapes for CUDA graphs)
-        own_pad = config.pad_multiple if config.device == "gpu" else 1
-        # ... and on a CPU it caps each batch's padding (see RepositoryConfig)
+        # The all-in-one model's Classifier batches as its device's defaults say; on a CPU it also caps each batch's
+        # padding (see RepositoryConfig)
         own_max_padding = config.max_padding if config.device == "cpu" else None
 
-        def add(name: str, text: str, version: dict[str, Path] | None = None, class_name: str = "", pad: int = 1,
-                max_padding: float | None = None) -> None:
+        def add(name: str, text: str, version: dict[str, Path] | None = None, class_name: str = "",
+                pad: int | None = None, max_padding: float | None = None) -> None:
             parse_config(text)  # never write a config Triton would refuse
             (tmp / name).mkdir()
             atomic_write_text(tmp / name / "config.pbtxt", text)
@@ -397,10 +394,10 @@ def write_repository(dest: str | os.PathLike[str], sources: Any, config: Reposit
                 _version_folder(tmp / name / "1", sources, version, config, class_name, pad, max_padding)
             models.append(name)
 
-        add(config.name, python_model_config(config.name, config, n), files, "SentimentModel", own_pad, own_max_padding)
+        add(config.name, python_model_config(config.name, config, n), files, "SentimentModel", None, own_max_padding)
         if config.unbatched_twin:
             add(f"{config.name}_nobatch", python_model_config(f"{config.name}_nobatch", config, n, Batching(enabled=False)),
-                files, "SentimentModel", own_pad, own_max_padding)
+                files, "SentimentModel", None, own_max_padding)
         if config.split:
             add("tokenizer", tokenizer_config(config), {}, "TokenizerModel", config.pad_multiple)
             add("postprocess", postprocess_config(config, n), {}, "PostprocessModel")
