@@ -14,6 +14,17 @@ from typing import Any
 _FRONT_DOOR = {
     "notebook_setup": ".notebook",
     "show": ".notebook",
+    # 01_train
+    "FineTuning": ".train",
+    "SentimentClassifier": ".model",
+    "encoder_start": ".pretrain",
+    "load_corpus": ".data",
+    "refuse_to_replace": ".model",
+    "resolve_model_size": ".config",
+    "save_trained_model": ".model",
+    "seed_everything": ".train",
+    "train_baseline": ".baseline",
+    "train_config_from": ".train",
 }
 
 __all__ = sorted(_FRONT_DOOR)

@@ -28,8 +28,8 @@ def toy_split(sentences, seed: int) -> Split:
 
 
 def keep(paths, model, tokenizer, split, overwrite=False):
-    stats = {"count": len(split.train), "max_len": tokenizer.max_len, "percentiles": {"50": 8}}
-    return save_trained_model(paths, model, tokenizer.vocab, split=split, length_stats=stats,
+    lengths = [tokenizer.token_count(t) for t in split.train.texts]
+    return save_trained_model(paths, model, tokenizer.vocab, split=split, lengths=lengths,
                               max_len=tokenizer.max_len, meta={"model_size": "tiny", "metrics": {"test_accuracy": 0.5}},
                               split_extra={"seed": 0}, overwrite=overwrite)
 
@@ -44,7 +44,8 @@ def kept(tmp_path, tiny_model, tokenizer, sentences):
 def test_model_and_split_are_kept_together(kept, tokenizer, sentences):
     split = toy_split(sentences, 0)
     assert load_split(kept.data).hash == split.hash
-    assert load_length_stats(kept.data)["split_hash"] == split.hash
+    stats = load_length_stats(kept.data)
+    assert stats["split_hash"] == split.hash and stats["count"] == len(split.train) and stats["max_len"] == 32
     ckpt = load_checkpoint(kept.checkpoint)
     assert ckpt.meta["split_hash"] == split.hash and split_mismatch(kept.root) is None
     assert require_checkpoint(kept.checkpoint).meta["fingerprint"] == ckpt.meta["fingerprint"]
