@@ -25,6 +25,17 @@ _FRONT_DOOR = {
     "seed_everything": ".train",
     "train_baseline": ".baseline",
     "train_config_from": ".train",
+    # 02_onnx_export
+    "Classifier": ".backends",
+    "OrtBackend": ".backends",
+    "TorchBackend": ".backends",
+    "attention_scale_as_division": ".export",
+    "check_parity": ".parity",
+    "load_checkpoint": ".model",
+    "load_split": ".data",
+    "save_export": ".export",
+    "speed_study": ".fastpath",
+    "write_gpu_graphs": ".fastpath",
 }
 
 __all__ = sorted(_FRONT_DOOR)

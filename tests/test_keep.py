@@ -9,7 +9,6 @@ import torch
 from helpers.config import ArtifactPaths
 from helpers.data import Dataset, Split, load_length_stats, load_split, save_split, split_mismatch
 from helpers.errors import CheckpointError, DataError
-from helpers.export import require_checkpoint
 from helpers.model import load_checkpoint, refuse_to_replace, save_checkpoint, save_trained_model
 
 
@@ -48,7 +47,6 @@ def test_model_and_split_are_kept_together(kept, tokenizer, sentences):
     assert stats["split_hash"] == split.hash and stats["count"] == len(split.train) and stats["max_len"] == 32
     ckpt = load_checkpoint(kept.checkpoint)
     assert ckpt.meta["split_hash"] == split.hash and split_mismatch(kept.root) is None
-    assert require_checkpoint(kept.checkpoint).meta["fingerprint"] == ckpt.meta["fingerprint"]
     assert sorted(p.name for p in kept.root.iterdir()) == ["checkpoint", "data"]  # no temporary folders left
 
 
@@ -97,8 +95,6 @@ def test_readers_refuse_a_split_the_checkpoint_was_not_trained_on(kept, sentence
         load_split(kept.data)
     with pytest.raises(CheckpointError, match=sentence):
         load_checkpoint(kept.checkpoint)
-    with pytest.raises(CheckpointError, match=sentence):
-        require_checkpoint(kept.checkpoint)
     with pytest.raises(DataError, match="measured on another split"):
         load_length_stats(kept.data)
 
