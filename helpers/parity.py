@@ -7,6 +7,7 @@ case names; formatting happens only when they are shown.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,8 @@ class ParityCheck:
         return atomic_write_json(path, self.to_dict())
 
 
-def check_parity(reference: Backend, candidate: Backend, tokenizer: Any, texts: list[str], truth: np.ndarray, *,
+def check_parity(reference: Backend, candidate: Backend | str | os.PathLike[str], tokenizer: Any, texts: list[str],
+                 truth: np.ndarray, *,
                  labels: list[str], name: str | None = None, reference_prediction: Any = None,
                  large_batch: int | None = None, batch_size: int = 64) -> ParityCheck:
     """Classify ``texts`` with both backends through the series' ``Classifier`` and compare, and with
@@ -184,9 +186,15 @@ def check_parity(reference: Backend, candidate: Backend, tokenizer: Any, texts: 
     keep its precision's bound (:data:`BOUNDS`: fp32 within :data:`FP32_MAX_ABS_DIFF` on every case, FP16
     :data:`FP16_MIN_AGREEMENT`, INT8 :data:`INT8_MAX_ACCURACY_DROP`). ``reference_prediction`` (an earlier
     check's ``reference``) saves classifying the split with the reference again; ``name`` labels the candidate
-    (default: its backend's name)."""
-    from .backends import Classifier
+    (default: its backend's name). ``candidate`` may be an ONNX file: ONNX Runtime runs it on the CPU, with the
+    session settings its metadata records (an FP16 graph meant for GPUs too: slowly, but the numbers count)."""
+    from .backends import Classifier, OrtBackend
 
+    if not isinstance(candidate, Backend):
+        with OrtBackend(candidate) as backend:
+            return check_parity(reference, backend, tokenizer, texts, truth, labels=labels, name=name,
+                                reference_prediction=reference_prediction, large_batch=large_batch,
+                                batch_size=batch_size)
     precision = str(getattr(candidate, "precision", "fp32"))
     if precision not in BOUNDS:
         raise ConfigError(f"parity: no bound for precision {precision!r}; known: {sorted(BOUNDS)}.")

@@ -103,3 +103,13 @@ def test_a_reference_prediction_is_reused_and_unknown_precisions_refused(setting
     with pytest.raises(ConfigError, match="no bound for precision 'int4'"):
         check(setting, Shifted(setting[0], "int4", lambda x: x))
     assert torch.is_grad_enabled()
+
+
+def test_an_onnx_file_is_checked_on_onnx_runtime(tiny_model, tokenizer, sentences, tmp_path):
+    from helpers.export import onnx_from_classifier
+
+    path = onnx_from_classifier(tiny_model, tmp_path / "model.onnx", labels=["negative", "positive"], max_len=32).path
+    texts, labels = sentences
+    result = check_parity(TorchBackend(tiny_model), path, tokenizer, texts, np.array(labels),
+                          labels=["negative", "positive"], name="file", large_batch=4)
+    assert result.passed and result.name == "file" and result.backends["candidate"]["path"] == str(path)
