@@ -1,6 +1,8 @@
 """The bert4torch classifier and its self-describing checkpoint.
 
-Two bert4torch 0.6.0 traps are handled here once, for every notebook:
+Two bert4torch 0.6.0 traps need an argument each. Notebook 01 writes them in its ``build_transformer_model``
+call; :func:`build_encoder` passes them wherever else an encoder is built (a checkpoint loaded, a model of a
+named size), and :class:`SentimentClassifier` refuses an encoder built without them:
 
 * ``bias=True``: without it bert4torch builds the feed-forward layers without bias and silently drops a
   pretrained checkpoint's biases;
