@@ -159,14 +159,20 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
     return batches
 
 
-def evaluate(model: nn.Module, tokenizer: SentenceTokenizer, data: Dataset, batch_size: int = 128,
-             device: str = "cpu") -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``data`` (through the series' Classifier API)."""
+def _logits(model: nn.Module, tokenizer: SentenceTokenizer, texts: Sequence[str], batch_size: int,
+            device: str) -> np.ndarray:
+    """``model``'s logits for ``texts``, through the series' Classifier API (the model is left in eval mode)."""
     from .backends import Classifier, TorchBackend
 
     labels = [str(i) for i in range(model.num_labels)]
     clf = Classifier(tokenizer, TorchBackend(model, device), labels, batch_size=batch_size)
-    logits = clf.predict(data.texts).logits
+    return clf.predict(list(texts)).logits
+
+
+def evaluate(model: nn.Module, tokenizer: SentenceTokenizer, data: Dataset, batch_size: int = 128,
+             device: str = "cpu") -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (through the series' Classifier API)."""
+    logits = _logits(model, tokenizer, data.texts, batch_size, device)
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.labels)).item()
     return {"accuracy": float((logits.argmax(1) == data.labels).mean()), "loss": float(loss)}
 
@@ -285,12 +291,7 @@ class FineTuning:
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """The label id the model predicts for each text."""
-        from .backends import Classifier, TorchBackend
-
-        labels = [str(i) for i in range(self.model.num_labels)]
-        backend = TorchBackend(self.model, self.cfg.device)
-        clf = Classifier(self.tokenizer, backend, labels, batch_size=self.cfg.eval_batch_size)
-        return clf.predict(list(texts)).label_ids
+        return _logits(self.model, self.tokenizer, texts, self.cfg.eval_batch_size, self.cfg.device).argmax(1)
 
     def below_floor(self, test_accuracy: float, floor: float) -> str:
         """Why a run missed its model size's accuracy floor, and what to change."""
