@@ -68,8 +68,8 @@ def test_cpu_lineup_builds_through_the_registry_and_records_gpu_skips(arch_set):
         diffs = {m.backend: m.max_abs_diff for m in ms}
         assert diffs["onnxruntime"] < 1e-4 and diffs["onnxruntime-fused"] < 1e-4 and diffs["onnxruntime-int8"] < 0.1
         assert len(result.skipped) == 9 and result.measurements == ms
-        lineup.time(result, [Shape(1, 8)], log=None)
-        assert len(result.skipped) == 9 and len(result.measurements) == 8  # the line-up's skips are recorded once
+        lineup.time(result, [Shape(1, 8), "2x8"], log=None)
+        assert len(result.skipped) == 9 and len(result.measurements) == 12  # the line-up's skips are recorded once
     assert lineup.backends == {}
 
 

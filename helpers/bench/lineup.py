@@ -71,11 +71,13 @@ class Lineup:
     def _record_skips(self, result: BenchResult) -> None:
         result.add(skipped=[s for s in self.skipped if s not in result.skipped])
 
-    def time(self, result: BenchResult, shapes: str | Sequence[Shape], log: Callable[[str], None] | None = print
-             ) -> list[Measurement]:
-        """Time every backend at ``shapes`` (``"1x200, 8x128"`` or :class:`Shape` s) side by side with the
-        result's timing settings; add the measurements and skips to ``result`` and return the measurements."""
-        shapes = parse_shapes(shapes) if isinstance(shapes, str) else list(shapes)
+    def time(self, result: BenchResult, shapes: str | Sequence[str | Shape],
+             log: Callable[[str], None] | None = print) -> list[Measurement]:
+        """Time every backend at ``shapes`` (``"1x200, 8x128"``, or a list of such texts or :class:`Shape` s) side
+        by side with the result's timing settings; add the measurements and skips to ``result``; return the
+        measurements."""
+        shapes = parse_shapes(shapes) if isinstance(shapes, str) else \
+            [Shape.parse(s) if isinstance(s, str) else s for s in shapes]
         timing = TimingConfig(**result.timing)
         measured, skipped = time_side_by_side(self.backends, shapes, timing, model=self.model,
                                               vocab_size=self.vocab_size, reference=self.reference,
