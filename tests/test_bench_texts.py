@@ -77,6 +77,23 @@ def test_the_model_only_pass_replays_the_classifiers_batches(tokenizer, sentence
     assert skipped == [] and records[0].agreement_with_reference is None and records[0].reference is None
 
 
+def test_a_time_budget_cuts_the_rounds_of_a_slow_backend(tokenizer, sentences):
+    import time
+
+    class Slow(Counting):
+        def _run(self, input_ids, segment_ids):
+            time.sleep(0.01)
+            return super()._run(input_ids, segment_ids)
+
+    texts, labels = sentences
+    records, _ = time_texts({"slow": Slow()}, tokenizer, LABELS, texts, labels, model="m", dataset="test", rounds=5,
+                            time_budget_s=0.001, bucketing=(True,), log=None)
+    assert records[0].rounds == 1  # the first round spent the budget
+    records, _ = time_texts({"slow": Slow()}, tokenizer, LABELS, texts, labels, model="m", dataset="test", rounds=2,
+                            time_budget_s=60, bucketing=(True,), log=None)
+    assert records[0].rounds == 2
+
+
 def test_a_timed_pass_on_other_batches_stops_the_run(tokenizer, sentences):
     texts, labels = sentences
     with pytest.raises(BackendError, match="a timed pass made .* batches .* the model-only figure would not be"):

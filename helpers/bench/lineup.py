@@ -91,6 +91,8 @@ class Lineup:
                  log: Callable[[str], None] | None = print) -> list[AccuracyRecord]:
         """Classify ``texts`` with every backend's :class:`~helpers.backends.Classifier` and time it beside the
         same backend on the same batches alone (:func:`~helpers.bench.texts.time_texts`); add to ``result``.
+        ``rounds`` timed rounds per backend and bucketing setting, fewer for a backend whose rounds outlast the
+        result's ``time_budget_s``.
 
         ``only``: ``all``, or comma-separated backend names (the others are recorded as skipped).
         ``torch.compile`` backends sit this out: every new batch shape would compile anew."""
@@ -107,7 +109,7 @@ class Lineup:
 
         records, skipped = time_texts(self.backends, tokenizer, labels, texts, targets, model=self.model,
                                       dataset=dataset, reference=self.reference, rounds=rounds, exclude=leave_out,
-                                      log=log)
+                                      time_budget_s=float(result.timing.get("time_budget_s", 0.0)), log=log)
         self._record_skips(result)
         result.add(accuracy=records, skipped=skipped)
         return records

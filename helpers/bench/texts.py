@@ -10,6 +10,7 @@ For each backend and each bucketing setting (texts sorted by length, or kept in 
    batching, padding, the backend, softmax, results in the caller's order), and the kept batches go straight
    to ``backend.predict_logits`` (``model only``: the same padded id arrays, host arrays in, logits out).
    The two alternate within a round, first one then the other, so drift hits both. Rates use the median round.
+   With a time budget, a slow backend stops after the round that spends it (one round at least).
 3. **The tokenizer alone** (``tokenizer.encode_batch`` on the same texts) is timed once per round too; its share
    of the end-to-end time says how much of it is text handling rather than the model.
 
@@ -85,6 +86,7 @@ def time_texts(
     dataset: str,
     reference: str | None = None,
     rounds: int = 3,
+    time_budget_s: float = 0.0,
     bucketing: Sequence[bool] = (True, False),
     exclude: Callable[[str], str | None] | None = None,
     log: Callable[[str], None] | None = print,
@@ -93,7 +95,8 @@ def time_texts(
 
     ``targets``: the true label ids (accuracy). ``exclude(name)`` may return a reason to leave a backend out
     (recorded as a skip). The reference backend, when present, runs first so that the others are compared with
-    its predictions.
+    its predictions. ``rounds``: timed rounds per backend and setting, fewer where ``time_budget_s`` (> 0) is
+    spent first.
     """
     targets = np.asarray(targets)
     texts = list(texts)
@@ -115,7 +118,7 @@ def time_texts(
         ref_ids: np.ndarray | None = None
         for name in order:
             r, label_ids = _time_one(name, chosen[name], tokenizer, labels, texts, targets, bucket=bucket,
-                                     rounds=rounds, model=model, dataset=dataset)
+                                     rounds=rounds, budget_s=time_budget_s, model=model, dataset=dataset)
             if name == reference:
                 ref_ids = label_ids
             if ref_ids is not None:
@@ -129,7 +132,7 @@ def time_texts(
 
 
 def _time_one(name: str, backend: Backend, tokenizer: Any, labels: Sequence[str], texts: list[str],
-              targets: np.ndarray, *, bucket: bool, rounds: int, model: str, dataset: str
+              targets: np.ndarray, *, bucket: bool, rounds: int, budget_s: float, model: str, dataset: str
               ) -> tuple[AccuracyRecord, np.ndarray]:
     recorder = _Recorder(backend)
     first = Classifier(tokenizer, recorder, labels, bucket=bucket).predict(texts)
@@ -149,6 +152,8 @@ def _time_one(name: str, backend: Backend, tokenizer: Any, labels: Sequence[str]
                     raise BackendError(f"{name}: a timed pass made {out.batches} batches of {out.padded_tokens} "
                                        f"positions, the first pass {first.batches} of {first.padded_tokens}; the "
                                        "model-only figure would not be on the same batches.")
+            if budget_s and sum(e2e) + sum(alone) + sum(tok) > budget_s:
+                break
     pred = first
     seconds = float(np.median(e2e))
     record = AccuracyRecord(
@@ -157,6 +162,6 @@ def _time_one(name: str, backend: Backend, tokenizer: Any, labels: Sequence[str]
         sentences_per_s=len(texts) / seconds, batch_size=int(max(len(f[0]) for f in recorder.feeds)),
         padding_fraction=pred.padding_fraction, pad_multiple=int(getattr(clf, "pad_multiple", 1)),
         batches=pred.batches, model_only_seconds=float(np.median(alone)), tokenize_seconds=float(np.median(tok)),
-        rounds=rounds, min_agreement=agreement_floor(name), device=backend.device,
+        rounds=len(e2e), min_agreement=agreement_floor(name), device=backend.device,
     )
     return record, pred.label_ids
