@@ -8,7 +8,6 @@ fails the test), and CUDA / TensorRT availability is set per test.
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import numpy as np
 import pytest

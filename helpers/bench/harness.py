@@ -72,25 +72,9 @@ class Shape:
         return self.batch * self.seq_len
 
 
-def parse_ints(text: str) -> list[int]:
-    """``"1,8,32"`` -> ``[1, 8, 32]`` (for notebook parameters given as text)."""
-    try:
-        values = [int(p) for p in str(text).replace(" ", "").split(",") if p]
-    except ValueError:
-        raise ConfigError(f"expected comma-separated integers like '1,8,32', got {text!r}.") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"expected at least one positive integer, got {text!r}.")
-    return values
-
-
 def parse_shapes(text: str) -> list[Shape]:
     """``"1x200, 8x128"`` -> ``[Shape(1, 200), Shape(8, 128)]``; an empty text gives no shapes."""
     return [Shape.parse(p) for p in str(text).split(",") if p.strip()]
-
-
-def shape_grid(batches: Sequence[int], seq_lens: Sequence[int]) -> list[Shape]:
-    """Every ``batch x seq_len`` combination, batch-major."""
-    return [Shape(b, s) for b in batches for s in seq_lens]
 
 
 @dataclass(frozen=True)

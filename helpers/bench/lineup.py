@@ -60,14 +60,6 @@ class Lineup:
         shape quickly), else on the CPU; None when neither was built."""
         return next((n for n in REFERENCES if n in self.backends), None)
 
-    def only(self, *names: str) -> dict[str, Backend]:
-        """The built backends among ``names`` (in the line-up's order)."""
-        return {n: b for n, b in self.backends.items() if n in names}
-
-    def on(self, device: str) -> dict[str, Backend]:
-        """The built backends on ``device`` (``cpu`` or ``cuda``)."""
-        return {n: b for n, b in self.backends.items() if device_kind(b.device) == device}
-
     def _record_skips(self, result: BenchResult) -> None:
         result.add(skipped=[s for s in self.skipped if s not in result.skipped])
 
