@@ -80,6 +80,8 @@ def test_latency_table_sorted_with_speedup_and_gpu_compute(result):
     rows = text.splitlines()[2:]
     assert rows[0].startswith("| ort-int8 ") and "4.00x" in rows[0] and "| 2.5 |" in rows[0]
     assert rows[1].startswith("| torch-fp32 ") and "1.00x" in rows[1]
+    marked = str(latency_table(result, "m", 1, 64, deployed=["ort-int8"])).splitlines()[2]
+    assert marked.startswith("| **ort-int8** (deployed) | cpu |")
 
 
 def test_sweep_table_marks_missing(result):

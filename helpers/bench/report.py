@@ -71,14 +71,16 @@ def speedups(result: BenchResult, model: str, baseline: str) -> dict[tuple[str, 
             for m in result.select(model=model) if (m.batch, m.seq_len) in base and m.latency.median_ms > 0}
 
 
-def latency_table(result: BenchResult, model: str, batch: int, seq_len: int, baseline: str | None = None) -> Table:
-    """All backends at one shape: median/p90/p99 end-to-end, GPU compute, speedup, throughput, parity."""
+def latency_table(result: BenchResult, model: str, batch: int, seq_len: int, baseline: str | None = None,
+                  deployed: Sequence[str] = ()) -> Table:
+    """All backends at one shape: median/p90/p99 end-to-end, GPU compute, speedup, throughput, parity; the
+    backends named in ``deployed`` (e.g. :func:`~helpers.backends.best_backend`'s choices) are marked."""
     rows = result.select(model=model, batch=batch, seq_len=seq_len)
     ratio = speedups(result, model, baseline) if baseline else {}
     body = []
     for m in sorted(rows, key=lambda m: m.latency.median_ms):
         body.append([
-            m.backend, m.device, m.precision, fmt_ms(m.latency.median_ms), fmt_ms(m.latency.p90_ms),
+            f"**{m.backend}** (deployed)" if m.backend in deployed else m.backend, m.device, m.precision, fmt_ms(m.latency.median_ms), fmt_ms(m.latency.p90_ms),
             fmt_ms(m.latency.p99_ms), fmt_ms(m.device_compute.median_ms if m.device_compute else None),
             fmt_ratio(ratio.get((m.backend, batch, seq_len))), f"{m.throughput_per_s:,.0f}",
             "-" if m.max_abs_diff is None else f"{m.max_abs_diff:.1e}", fmt_ms(m.first_call_ms),
