@@ -50,7 +50,7 @@ def architecture_model(model_size: str = "base", vocab_size: int = CHINESE_BERT_
 
     With ``onnx_dir``, its ONNX variants are written there where missing (:func:`ensure_onnx_set`: the CPU
     variants, plus the FP16 ones where PyTorch sees a GPU) and listed in ``files``. For BERT-base that is
-    about 880 MB on a GPU machine, 660 MB on a CPU one.
+    about 880 MB on a CPU machine, more on a GPU one (its FP16 graphs too).
     """
     import torch
 
