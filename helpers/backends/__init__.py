@@ -11,12 +11,11 @@ from typing import Any
 
 from .base import Backend
 from .classifier import Classifier, Prediction, softmax
-from .feed import predict_feed
 from .onnxruntime import OrtBackend, OrtConfig
 from .torch_backend import TorchBackend
 
 # TensorRTBackend is left out of __all__ so that a star import never touches TensorRT.
-__all__ = ["Backend", "Classifier", "OrtBackend", "OrtConfig", "Prediction", "TorchBackend", "predict_feed", "softmax"]
+__all__ = ["Backend", "Classifier", "OrtBackend", "OrtConfig", "Prediction", "TorchBackend", "softmax"]
 
 _LAZY = {"TensorRTBackend": ".tensorrt"}
 
