@@ -162,6 +162,15 @@ def check_text_list(texts: Any, step: str = "tokenizer") -> Sequence[str]:
     return texts  # type: ignore[return-value]
 
 
+class EmptyTextError(InputError):
+    """A text with no token left after cleaning (empty, whitespace, control or zero-width characters only);
+    ``position`` is its index in the caller's list, for callers that name it their own way (a file's line)."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 @dataclass
 class EncodedBatch:
     """Padded int32 arrays for one batch plus how many texts were truncated."""
@@ -259,9 +268,9 @@ class SentenceTokenizer:
         if empty.size:
             i = int(empty[0])
             where = i if positions is None else int(positions[i])
-            raise InputError(
+            raise EmptyTextError(
                 f"text #{where} is empty or has no token left ({texts[i][:20]!r}): whitespace, control and "
-                "zero-width characters are dropped; remove it or give it some content."
+                "zero-width characters are dropped; remove it or give it some content.", where
             )
         return flat, lengths, truncated
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers.backends import Backend, Classifier, Prediction, softmax
-from helpers.backends.classifier import DEVICE_BATCHING, Batching, device_batching
+from helpers.backends.classifier import DEVICE_BATCH_SETTINGS, BatchSettings, batch_settings
 from helpers.errors import BackendError, ConfigError, InputError
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
@@ -219,10 +219,10 @@ class GpuRecordingBackend(RecordingBackend):
 def test_batching_defaults_follow_the_backends_device(tokenizer):
     cpu = Classifier(tokenizer, RecordingBackend(), ["a", "b"])
     assert (cpu.batch_size, cpu.max_tokens, cpu.pad_multiple, cpu.chunk, cpu.prefetch) == (32, 0, 1, 0, False)
-    assert DEVICE_BATCHING["cpu"] == Batching() == device_batching("cpu")
+    assert DEVICE_BATCH_SETTINGS["cpu"] == BatchSettings() == batch_settings("cpu")
     gpu = Classifier(tokenizer, GpuRecordingBackend(), ["a", "b"])
-    want = DEVICE_BATCHING["cuda"]
-    assert device_batching("cuda:1") is want and want.pad_multiple == 16 and want.prefetch and want.max_tokens > 0
+    want = DEVICE_BATCH_SETTINGS["cuda"]
+    assert batch_settings("cuda:1") is want and want.pad_multiple == 16 and want.prefetch and want.max_tokens > 0
     assert (gpu.batch_size, gpu.max_tokens, gpu.pad_multiple, gpu.chunk, gpu.prefetch) == (
         want.batch_size, want.max_tokens, want.pad_multiple, want.chunk, want.prefetch)
     mine = Classifier(tokenizer, GpuRecordingBackend(max_batch=64), ["a", "b"], pad_multiple=1, max_tokens=0,

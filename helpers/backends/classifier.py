@@ -25,7 +25,7 @@ own transfers (pinned buffers where they have them). An error in the worker (a b
 raised in the caller, and no result is returned. On a CPU the backend already uses every core, so a thread
 would only compete with it: there the defaults keep one chunk and no thread.
 
-The defaults depend on the backend's device, in one place (:data:`DEVICE_BATCHING`), so 05, 06, 07's
+The defaults depend on the backend's device, in one place (:data:`DEVICE_BATCH_SETTINGS`), so 05, 06, 07's
 served model and the bulk command (``python -m helpers.classify``) batch alike: on a CPU 32 texts per batch
 padded to the longest (as before); on a GPU a token budget, widths rounded up to a multiple of 16 (a CUDA
 graph or compiled kernel then sees few shapes) and prefetching. Any argument given replaces its default.
@@ -79,7 +79,7 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class Batching:
+class BatchSettings:
     """How a :class:`Classifier` forms batches (see its docstring); ``0`` turns ``max_tokens`` or ``chunk`` off."""
 
     batch_size: int = 32
@@ -94,15 +94,15 @@ class Batching:
 #: 32,768 positions per call (e.g. 512 texts of 64 tokens; BERT-base fp16 on an H200 reached ~30,000
 #: sentences/s with length-sorted batches of 512, ~5,000/s with batches of 32), widths rounded to 16, chunks
 #: of up to 4,096 texts prepared by a worker thread.
-DEVICE_BATCHING: dict[str, Batching] = {
-    "cpu": Batching(),
-    "cuda": Batching(batch_size=1024, max_tokens=32768, pad_multiple=16, chunk=4096, prefetch=True),
+DEVICE_BATCH_SETTINGS: dict[str, BatchSettings] = {
+    "cpu": BatchSettings(),
+    "cuda": BatchSettings(batch_size=1024, max_tokens=32768, pad_multiple=16, chunk=4096, prefetch=True),
 }
 
 
-def device_batching(device: str) -> Batching:
-    """The default :class:`Batching` for a backend's ``device`` (``"cuda"``, ``"cuda:1"``: GPU; else CPU)."""
-    return DEVICE_BATCHING["cuda" if str(device).startswith("cuda") else "cpu"]
+def batch_settings(device: str) -> BatchSettings:
+    """The default :class:`BatchSettings` for a backend's ``device`` (``"cuda"``, ``"cuda:1"``: GPU; else CPU)."""
+    return DEVICE_BATCH_SETTINGS["cuda" if str(device).startswith("cuda") else "cpu"]
 
 
 def checked_max_padding(value: float | None, owner: str) -> float | None:
@@ -126,7 +126,7 @@ class _Part:
 class Classifier:
     """Sentiment classifier over one backend (PyTorch, ONNX Runtime, TensorRT: it never knows which).
 
-    Every setting left as ``None`` takes the default of the backend's device (:data:`DEVICE_BATCHING`).
+    Every setting left as ``None`` takes the default of the backend's device (:data:`DEVICE_BATCH_SETTINGS`).
 
     ``batch_size`` is the most texts per backend call (capped by ``backend.max_batch``). ``max_tokens`` (0:
     none) caps rows x width per call. With ``bucket=False`` texts keep their order in the batches (still
@@ -152,7 +152,7 @@ class Classifier:
                  batch_size: int | None = None, bucket: bool = True, pad_multiple: int | None = None,
                  max_padding: float | None = None, max_tokens: int | None = None, chunk: int | None = None,
                  prefetch: bool | None = None) -> None:
-        defaults = device_batching(backend.device)
+        defaults = batch_settings(backend.device)
         batch_size = defaults.batch_size if batch_size is None else int(batch_size)
         pad_multiple = defaults.pad_multiple if pad_multiple is None else int(pad_multiple)
         max_tokens = defaults.max_tokens if max_tokens is None else int(max_tokens)
