@@ -316,3 +316,11 @@ def test_texts_of_one_chunk_per_call(tmp_path, tokenizer):
     classify_file(Sizes(tokenizer, Rows(), LABELS), write_lines(tmp_path / "in.txt", TEXTS * 7),
                   tmp_path / "out.jsonl", chunk=8, progress=False)
     assert seen == [8, 8, 8, 8, 3]
+    seen.clear()  # the default: 2,048 texts per step on a CPU, four of the Classifier's chunks on a GPU
+    classify_file(Sizes(tokenizer, Rows(), LABELS), write_lines(tmp_path / "in.txt", TEXTS * 500),
+                  tmp_path / "out.jsonl", progress=False)
+    assert seen == [2048, 452]
+    seen.clear()
+    classify_file(Sizes(tokenizer, Rows(), LABELS, chunk=100), tmp_path / "in.txt", tmp_path / "out.jsonl",
+                  progress=False)
+    assert seen == [400] * 6 + [100]
