@@ -110,6 +110,8 @@ class Reader:
             if self.fmt == "lines":
                 yield Record(line, {self.column: raw}, self._text(raw, line))
                 continue
+            if not raw.strip():
+                raise self._fail(line, "is empty; each line must be one JSON object (remove blank lines).")
             try:
                 obj = json.loads(raw)
             except json.JSONDecodeError as exc:

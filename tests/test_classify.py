@@ -139,6 +139,8 @@ def test_bad_files_and_columns(tmp_path, classifier):
     refused(tmp_path / "ragged.csv", r"ragged.csv line 3: has 2 values but the header names 1")
     (tmp_path / "bad.jsonl").write_text('{"text": "好"}\n{"text": "差"\n', encoding="utf-8")
     refused(tmp_path / "bad.jsonl", r"bad.jsonl line 2: is not JSON \(.*\); each line must be one JSON object")
+    (tmp_path / "gap.jsonl").write_text('{"text": "好"}\n\n{"text": "差"}\n', encoding="utf-8")
+    refused(tmp_path / "gap.jsonl", r"gap.jsonl line 2: is empty; each line must be one JSON object")
     (tmp_path / "list.jsonl").write_text('["好"]\n', encoding="utf-8")
     refused(tmp_path / "list.jsonl", r"list.jsonl line 1: is a JSON list, not an object with a 'text' field")
     (tmp_path / "field.jsonl").write_text('{"text": "好"}\n{"review": "差"}\n', encoding="utf-8")
