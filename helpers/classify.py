@@ -269,11 +269,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("input", metavar="INPUT", help="text lines (.txt), CSV (.csv) or JSON Lines (.jsonl)")
     parser.add_argument("output", metavar="OUTPUT", help="JSON Lines (.jsonl) or CSV (.csv)")
     parser.add_argument("--artifacts", required=True, metavar="DIR", help="the series' artifacts folder (01, 02, 04)")
-    parser.add_argument("--column", default="text", help="the CSV column or JSON field holding the texts (default: text)")
-    parser.add_argument("--input-format", choices=sorted(set(INPUT_FORMATS.values())), help="instead of INPUT's extension")
-    parser.add_argument("--output-format", choices=sorted(set(OUTPUT_FORMATS.values())), help="instead of OUTPUT's extension")
+    parser.add_argument("--column", default="text",
+                        help="the CSV column or JSON field holding the texts (default: text)")
+    parser.add_argument("--input-format", choices=sorted(set(INPUT_FORMATS.values())),
+                        help="instead of INPUT's extension")
+    parser.add_argument("--output-format", choices=sorted(set(OUTPUT_FORMATS.values())),
+                        help="instead of OUTPUT's extension")
     parser.add_argument("--backend", help="a backend name of helpers.backends.registry (default: the best one here)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), help="where the best backend is looked for (default: gpu if one is visible)")
+    parser.add_argument("--device", choices=("cpu", "gpu"),
+                        help="where the best backend is looked for (default: gpu if one is visible)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: every core)")
     parser.add_argument("--chunk", type=int, help=f"records per step (default: {CPU_CHUNK} on a CPU, 16384 on a GPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

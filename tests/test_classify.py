@@ -19,7 +19,8 @@ from helpers.errors import ConfigError, DataError
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
 LABELS = ["negative", "positive"]
-TEXTS = ["我的心情很差", "这家酒店的服务太好了，下次还会再来", "质量很差，不会再买了", "good 物流很快 👍", "还行吧" * 50]
+TEXTS = ["我的心情很差", "这家酒店的服务太好了，下次还会再来", "质量很差，不会再买了", "good 物流很快 👍",
+         "还行吧" * 50]
 
 
 class Rows(Backend):
@@ -106,7 +107,8 @@ def test_formats_from_flags_and_a_byte_order_mark(tmp_path, classifier):
     src.write_text("\ufefftext,stars\n很好,5\n很差,1\n", encoding="utf-8")  # Excel's UTF-8 CSV starts with a BOM
     dst = tmp_path / "labels.out"
     classify_file(classifier, src, dst, input_format="csv", output_format="jsonl", progress=False)
-    assert [(r["text"], r["stars"]) for r in read_output(dst.rename(tmp_path / "labels.jsonl"))] == [("很好", "5"), ("很差", "1")]
+    rows = read_output(dst.rename(tmp_path / "labels.jsonl"))
+    assert [(r["text"], r["stars"]) for r in rows] == [("很好", "5"), ("很差", "1")]
 
 
 def test_progress_bar_shows_sentences_per_second(tmp_path, classifier, capsys):

@@ -25,7 +25,8 @@ AWKWARD = [
     "好\x07的\x1b[0m很\x00好", "\t\n好\r", "好\u200b的", "\u00a0好\u2028差\u3000!",       # control and odd spaces
     "a" * 100, "a" * 101, "Pneumonoultramicroscopicsilicovolcanoconiosis" * 3,           # long Latin words
     "supercalifragilistic" * 5 + " 好", "x" * 99 + "好" + "y" * 150,
-    "日本語のテキスト한국어 Русский текст العربية हिन्दी ไทย", "İstanbul Ærøskøbing ß ΣΑΣ", # mixed scripts
+    "日本語のテキスト한국어 Русский текст العربية हिन्दी ไทย",                               # mixed scripts
+    "İstanbul Ærøskøbing ß ΣΑΣ",
     "Ｆｕｌｌｗｉｄｔｈ１２３！", "x\u0301y café naïve", "①②③ ½ ² Ⅻ", "ǅ ﬁ ﬀ",
     "好,good.行!?（括号）【】《》“引号”…—", "a.b,c;d:e'f\"g(h)i[j]k{l}m<n>o~p`q^r$s@t#u%v&w*x+y=z|\\/_-",
     "[MASK]很好", "好[SEP]差", "[cls]", "[UNK]", "1234567890 3.14 -2e10 0x1f",

@@ -299,9 +299,9 @@ class Classifier:
             parts.close()  # stops the worker (after the chunk it is preparing) when the backend failed
         probabilities = softmax(logits)
         label_ids = probabilities.argmax(axis=1).astype(np.int64)
+        names = np.asarray(self.labels, dtype=object)[label_ids].tolist()
         return Prediction(
-            labels=np.asarray(self.labels, dtype=object)[label_ids].tolist(), label_ids=label_ids, probabilities=probabilities,
-            logits=logits, batches=batches, real_tokens=real, padded_tokens=padded, truncated=truncated,
+            labels=names, label_ids=label_ids, probabilities=probabilities, logits=logits, batches=batches, real_tokens=real, padded_tokens=padded, truncated=truncated,
         )
 
     def __repr__(self) -> str:
