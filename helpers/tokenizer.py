@@ -33,9 +33,16 @@ The rules, as they are (bert4torch's and BERT's):
   should hold a list but holds a string (a file read whole instead of line by line, a loop variable) would
   otherwise be classified silently as one long, truncated text.
 
-One difference from bert4torch: bert4torch takes a whole text (or a piece between special tokens) that is
-itself an entry of the vocabulary as one token before applying BERT's rules, so the text ``##a`` is the
-piece ``##a`` there and ``# # a`` here. No sentence of the corpus is such a text.
+Where it differs from bert4torch (no sentence of the corpus is affected):
+
+* bert4torch takes a whole text (or a piece between special tokens) that is itself an entry of the
+  vocabulary as one token before applying BERT's rules, so the text ``##a`` is the piece ``##a`` there and
+  ``# # a`` here;
+* the two read character classes from different Unicode tables. Compared on every code point (each inside a
+  word and beside a CJK character), they differ only on code points that Python's Unicode database leaves
+  unassigned (bert4torch drops them, here they are unknown characters) and on 759 rare characters: the CJK
+  extension E ideographs U+2B820-U+2B91F and about 500 marks, punctuation and format characters of historic
+  and minority scripts added in recent Unicode versions.
 """
 
 from __future__ import annotations
