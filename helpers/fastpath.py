@@ -323,7 +323,7 @@ def write_gpu_graphs(plain: str | os.PathLike[str], folder: str | os.PathLike[st
     batches only). Returns their reports and the check of :func:`helpers.parity.padding_route_parity`
     (right-padded rows agree with the exact graph; rows with id 0 inside are routed to the exact graph, bit for
     bit). Raises :class:`ExportError` when the router chose wrongly or the two graphs disagree."""
-    from .backends.padding import route_by_padding
+    from .backends.padding import RightPaddingRouter
     from .errors import ExportError
     from .parity import FP16_MIN_AGREEMENT, padding_route_parity
 
@@ -334,7 +334,8 @@ def write_gpu_graphs(plain: str | os.PathLike[str], folder: str | os.PathLike[st
         "fused-fp16-rightpad": fused_fp16_onnx_from_plain(plain, folder / ONNX_FILES["fused-fp16-rightpad"],
                                                           RIGHT_PADDED_GPU_FUSION)}
     vocab = int(onnx_metadata(plain)["vocab_size"])
-    with route_by_padding(OrtBackend(out["fused-fp16"].path), OrtBackend(out["fused-fp16-rightpad"].path)) as router:
+    exact, fast = OrtBackend(out["fused-fp16"].path), OrtBackend(out["fused-fp16-rightpad"].path)
+    with RightPaddingRouter(exact, fast) as router:
         check = padding_route_parity(router, vocab)
     if not check["passed"] or check["right_padded"]["argmax_agreement"] < FP16_MIN_AGREEMENT:
         raise ExportError(f"the right-padding router sent a batch to the wrong graph, or the graphs disagree: {check}")
