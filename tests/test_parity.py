@@ -58,7 +58,8 @@ class Oracle(Backend):
     def __init__(self, tokenizer, texts, truth, precision="fp32", wrong=()) -> None:
         super().__init__()
         self.precision, self.name = precision, f"oracle-{precision}"
-        self.answer = {tuple(tokenizer.encode(t)[0]): int(y) ^ (t in wrong) for t, y in zip(texts, truth)}
+        rows, _ = tokenizer.encode_many(list(texts))
+        self.answer = {tuple(r): int(y) ^ (t in wrong) for r, t, y in zip(rows, texts, truth)}
 
     def _run(self, input_ids, segment_ids):
         rows = [tuple(int(i) for i in row if i != 0) for row in input_ids]
