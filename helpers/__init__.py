@@ -14,6 +14,28 @@ from typing import Any
 _FRONT_DOOR = {
     "notebook_setup": ".notebook",
     "show": ".notebook",
+    # 01_train
+    "FineTuning": ".train",
+    "SentimentClassifier": ".model",
+    "encoder_start": ".pretrain",
+    "load_corpus": ".data",
+    "refuse_to_replace": ".model",
+    "resolve_model_size": ".config",
+    "save_trained_model": ".model",
+    "seed_everything": ".train",
+    "train_baseline": ".baseline",
+    "train_config_from": ".train",
+    # 02_onnx_export
+    "Classifier": ".backends",
+    "attention_scale_as_division": ".export",
+    "check_parity": ".parity",
+    "load_checkpoint": ".model",
+    "load_split": ".data",
+    "model_files": ".backends",
+    "open_backend": ".backends",
+    "save_export": ".export",
+    "speed_study": ".fastpath",
+    "write_gpu_graphs": ".fastpath",
 }
 
 __all__ = sorted(_FRONT_DOOR)

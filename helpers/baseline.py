@@ -1,4 +1,4 @@
-"""The baseline a reader would try first, and the side-by-side view that shows what BERT adds.
+"""The baseline a reader would try first: what BERT has to beat.
 
 A character n-gram TF-IDF + logistic regression (scikit-learn) learns this corpus in seconds: on the default
 split, char 1-2-grams with sublinear term frequency and ``C=4`` reach 0.857 test accuracy (0.847 valid). A
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -60,23 +60,3 @@ def train_baseline(split: Split, config: BaselineConfig = BaselineConfig()) -> B
     start = time.perf_counter()
     pipeline.fit(split.train.texts, split.train.labels)
     return Baseline(pipeline, config, time.perf_counter() - start)
-
-
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_labels: int) -> np.ndarray:
-    """``[true label, predicted label]`` counts."""
-    from sklearn.metrics import confusion_matrix as sk_confusion
-
-    return sk_confusion(truth, predicted, labels=list(range(num_labels)))
-
-
-def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], labels: Sequence[str]):
-    """One confusion matrix per model, side by side, titled with its accuracy; returns the figure."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.4 * len(matrices), 3.8), squeeze=False)
-    for ax, (name, cm) in zip(axes[0], matrices.items()):
-        ConfusionMatrixDisplay(cm, display_labels=list(labels)).plot(ax=ax, colorbar=False, values_format="d")
-        ax.set_title(f"{name}\ntest accuracy {np.trace(cm) / cm.sum():.4f}")
-    fig.tight_layout()
-    return fig

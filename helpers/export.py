@@ -16,6 +16,7 @@ sizes) and restores the model afterwards. With it, the optimizer fuses ``Attenti
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -42,10 +43,6 @@ ONNX_FILES: dict[str, str] = {"plain": "model.onnx", "fused": "model.fused.onnx"
 MIN_OPSET = 17
 #: Value of the ``producer`` metadata key written by :func:`onnx_from_classifier`.
 PRODUCER = "helpers.export"
-
-_ONNX_INT32 = 6
-_ONNX_FLOAT = 1
-
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -81,19 +78,6 @@ class TensorSpec:
     is_input: bool
     dtype: np.dtype
     shape: tuple[int, ...]
-
-
-def require_checkpoint(folder: str | os.PathLike[str]) -> Any:
-    """Load 01's checkpoint for export; stop at once, naming the notebook to run, when it is not there."""
-    from .model import META_FILE, load_checkpoint
-
-    folder = Path(folder)
-    if not (folder / META_FILE).is_file():
-        raise MissingArtifactError(
-            f"02_onnx_export needs the trained checkpoint in {folder}, which does not exist; "
-            "run notebooks/01_train.ipynb first (with the same artifacts_dir)."
-        )
-    return load_checkpoint(folder)
 
 
 # ------------------------------------------------------------------------------------------ export patch
@@ -189,9 +173,11 @@ def onnx_from_classifier(model: Any, path: str | os.PathLike[str], *, labels: li
                          checkpoint_path: str = "none", config: ExportConfig = ExportConfig()) -> OnnxSummary:
     """Export a :class:`~helpers.model.SentimentClassifier` to ``path`` (atomically) and check the file.
 
-    Uses the legacy TorchScript exporter (``dynamo=False``): bert4torch's mask code has data-dependent
-    checks that the dynamo exporter trips on. Raises :class:`ExportError` if the result breaks the I/O
-    contract or the checks of :func:`check_onnx`.
+    Notebook 02 writes this ``torch.onnx.export`` call out in its own cells for the trained model (and
+    ``tests/test_export.py`` proves both give the same graph); this function makes the same export for every
+    other caller (06's architecture models, the speed study, the tests). It uses the legacy TorchScript
+    exporter (``dynamo=False``): bert4torch's mask code has data-dependent checks that the dynamo exporter trips
+    on. Raises :class:`ExportError` if the result breaks the I/O contract or the checks of :func:`check_onnx`.
     """
     import onnx
     import torch
@@ -222,13 +208,50 @@ def onnx_from_classifier(model: Any, path: str | os.PathLike[str], *, labels: li
         raise ExportError(f"export: torch.onnx.export failed ({type(exc).__name__}: {exc}).") from exc
     finally:
         model.train(was_training)
-    proto = onnx.load_from_string(buffer.getvalue())
-    meta = export_metadata(model, labels=labels, max_len=max_len, opset=config.opset, model_size=model_size,
+    return _keep_export(onnx.load_from_string(buffer.getvalue()), path, model, labels=labels, max_len=max_len,
+                        model_size=model_size, checkpoint_fingerprint=checkpoint_fingerprint,
+                        checkpoint_path=checkpoint_path,
+                        attention_scale="division" if config.scale_as_division else "multiplication")
+
+
+def save_export(graph: Any, path: str | os.PathLike[str], checkpoint: Any) -> OnnxSummary:
+    """Write the ONNX ``graph`` that 02 exported from ``checkpoint``'s model to ``path`` and check it.
+
+    The file gets the metadata every later step reads (labels, ``max_len``, the model's architecture, the
+    checkpoint's fingerprint and path, ``attention_scale: division``: 02 exports inside
+    :func:`attention_scale_as_division`), is written atomically, and must pass :func:`check_onnx` (the checker,
+    strict shape inference and the I/O contract), else :class:`ExportError`.
+    """
+    meta = checkpoint.meta
+    return _keep_export(graph, path, checkpoint.model, labels=list(checkpoint.labels), max_len=checkpoint.max_len,
+                        model_size=str(meta.get("model_size", "unknown")),
+                        checkpoint_fingerprint=str(meta.get("fingerprint", "none")),
+                        checkpoint_path=str(checkpoint.path), attention_scale="division")
+
+
+def _keep_export(graph: Any, path: str | os.PathLike[str], model: Any, *, labels: list[str], max_len: int,
+                 model_size: str, checkpoint_fingerprint: str, checkpoint_path: str,
+                 attention_scale: str) -> OnnxSummary:
+    import onnx
+
+    opset = max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < MIN_OPSET:
+        raise ExportError(f"export: opset {opset} has no LayerNormalization; export with opset_version >= {MIN_OPSET}.")
+    meta = export_metadata(model, labels=labels, max_len=max_len, opset=opset, model_size=model_size,
                            checkpoint_fingerprint=checkpoint_fingerprint, checkpoint_path=checkpoint_path,
-                           extra={"attention_scale": "division" if config.scale_as_division else "multiplication"})
-    set_metadata(proto, meta)
-    save_onnx(proto, path)
-    return check_onnx(path)
+                           extra={"attention_scale": attention_scale})
+    set_metadata(graph, meta)
+    checked: list[OnnxSummary] = []
+
+    def write(tmp: Path) -> None:  # checked before it takes the name: a failing graph never replaces a file
+        onnx.save_model(graph, str(tmp))
+        try:
+            checked.append(check_onnx(tmp))
+        except ExportError as exc:
+            raise ExportError(str(exc).replace(str(tmp), str(path))) from None
+
+    path = atomic_write(path, write)
+    return dataclasses.replace(checked[0], path=path)
 
 
 def save_onnx(model_proto: Any, path: str | os.PathLike[str]) -> Path:

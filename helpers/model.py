@@ -1,6 +1,8 @@
 """The bert4torch classifier and its self-describing checkpoint.
 
-Two bert4torch 0.6.0 traps are handled here once, for every notebook:
+Two bert4torch 0.6.0 traps need an argument each. Notebook 01 writes them in its ``build_transformer_model``
+call; :func:`build_encoder` passes them wherever else an encoder is built (a checkpoint loaded, a model of a
+named size), and :class:`SentimentClassifier` refuses an encoder built without them:
 
 * ``bias=True``: without it bert4torch builds the feed-forward layers without bias and silently drops a
   pretrained checkpoint's biases;
@@ -26,15 +28,14 @@ import torch
 from torch import nn
 
 from .config import CHECKPOINT_META_FILE, ArtifactPaths, ModelSize
-from .data import Split, save_length_stats, save_split, split_mismatch
+from .data import Split, length_stats, save_length_stats, save_split, split_mismatch
 from .errors import CheckpointError, ConfigError
 from .io import atomic_dir, atomic_write_json, read_json, sha256_file
-from .tokenizer import SentenceTokenizer, load_vocab, save_vocab
+from .tokenizer import VOCAB_FILE, SentenceTokenizer, changed_file_error, checkpoint_tokenizer, load_vocab, save_vocab
 
 #: Files of a checkpoint folder.
 WEIGHTS_FILE = "model.pt"
 META_FILE = CHECKPOINT_META_FILE
-VOCAB_FILE = "vocab.txt"
 #: Version of checkpoint.json's layout; 2 added the sha256 of model.pt and vocab.txt.
 CHECKPOINT_FORMAT = 2
 
@@ -79,34 +80,63 @@ def bert_config_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
         raise CheckpointError(f"pretrained config.json lacks {exc.args[0]!r}; is it a BERT config?") from None
 
 
+def build_encoder(config: Mapping[str, Any]) -> nn.Module:
+    """bert4torch's BERT for ``config`` with the series' fixed options (:data:`BERT4TORCH_FIXED`).
+
+    Notebook 01 writes this call out in its own cell; a checkpoint is rebuilt through here, and
+    ``tests/test_notebook_01.py`` proves that both give the same model.
+    """
+    from bert4torch.models import build_transformer_model
+
+    return build_transformer_model(config_path=None, checkpoint_path=None, **BERT4TORCH_FIXED, **dict(config))
+
+
+def encoder_config(bert: nn.Module) -> dict[str, Any]:
+    """The architecture keyword arguments a bert4torch model was built with (what a checkpoint records).
+
+    Raises :class:`ConfigError` when the model lacks one of the :data:`BERT4TORCH_FIXED` options: built
+    without ``bias=True`` it has no feed-forward biases, and with bert4torch's own LayerNorm it exports no
+    ONNX ``LayerNormalization``.
+    """
+    built = dict(getattr(bert, "config", None) or {})
+    wrong = {k: built.get(k) for k, v in BERT4TORCH_FIXED.items() if built.get(k) != v}
+    if wrong:
+        fix = ", ".join(f"{k}={v!r}" for k, v in BERT4TORCH_FIXED.items() if k in wrong)
+        raise ConfigError(
+            f"the encoder was built with {wrong}; build it with build_transformer_model(..., {fix}) as notebook "
+            "01 does (bert4torch 0.6.0 otherwise drops the feed-forward biases, and its own LayerNorm exports no "
+            "ONNX LayerNormalization)."
+        )
+    return {k: v for k, v in built.items()
+            if k not in BERT4TORCH_FIXED and k != "add_trainer" and not k.startswith("_")}
+
+
 class SentimentClassifier(nn.Module):
     """bert4torch BERT encoder + dropout + linear head on the pooled ``[CLS]`` vector; returns logits.
+
+    ``bert`` is the encoder, built with the series' fixed options (01 shows the ``build_transformer_model``
+    call), or its configuration, from which :func:`build_encoder` builds it (a checkpoint being loaded, a
+    model of a named size). The linear head draws its initial weights from PyTorch's generator.
 
     ``forward(input_ids, segment_ids)`` accepts int32 or int64 ids and casts them to int64 inside, so the
     exported ONNX graph takes int32 inputs (see :data:`helpers.config.INPUT_DTYPE`).
     """
 
-    def __init__(self, config: Mapping[str, Any], num_labels: int) -> None:
+    def __init__(self, bert: nn.Module | Mapping[str, Any], num_labels: int) -> None:
         super().__init__()
-        from bert4torch.models import build_transformer_model
-
         if num_labels < 2:
             raise ConfigError(f"a classifier needs at least 2 labels, got {num_labels}.")
-        self.config = dict(config)
+        if isinstance(bert, Mapping):
+            bert = build_encoder(bert)
+        self.config = encoder_config(bert)
         self.num_labels = int(num_labels)
-        self.bert = build_transformer_model(
-            config_path=None, checkpoint_path=None, **BERT4TORCH_FIXED, **self.config
-        )
+        self.bert = bert
         self.dropout = nn.Dropout(float(self.config.get("dropout_rate", 0.1)))
         self.dense = nn.Linear(int(self.config["hidden_size"]), self.num_labels)
 
     def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
         _, pooled = self.bert([input_ids.long(), segment_ids.long()])
         return self.dense(self.dropout(pooled))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint
@@ -245,31 +275,37 @@ def save_trained_model(
     vocab: Sequence[str],
     *,
     split: Split,
-    length_stats: Mapping[str, Any],
+    lengths: Sequence[int],
     max_len: int,
     meta: Mapping[str, Any] | None = None,
     split_extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
-) -> Path:
+) -> Checkpoint:
     """Keep what 01 made: ``data/`` (the split and its token-length statistics) and ``checkpoint/``, together.
+
+    ``lengths`` are the token counts of the training texts (``[CLS]`` and ``[SEP]`` included, not truncated);
+    their statistics (:func:`helpers.data.length_stats`) go to ``data/length_stats.json``, where 04 chooses
+    the TensorRT shape profiles from them.
 
     Both folders are written completely under temporary names before either replaces anything, so a run that
     fails or is refused leaves the model already kept - checkpoint and data alike - byte for byte as it was.
     The checkpoint records ``split``'s hash, which every reader of ``data/`` and ``checkpoint/`` compares
-    (see :func:`helpers.data.split_mismatch`).
+    (see :func:`helpers.data.split_mismatch`). Returns the checkpoint read back with :func:`load_checkpoint`,
+    as every later notebook reads it.
     """
     refuse_to_replace(paths.checkpoint, overwrite)
     meta = {**dict(meta or {}), "split_hash": split.hash, "data_source": split.source}
+    stats = length_stats(lengths, max_len)
 
     def write_data(folder: Path) -> None:
         save_split(split, folder, extra=dict(split_extra or {}))
-        save_length_stats(dict(length_stats), folder, split.hash)
+        save_length_stats(stats, folder, split.hash)
 
     had_model = paths.checkpoint.exists()
     _replace_folders({paths.data: write_data,
                       paths.checkpoint: _checkpoint_writer(model, vocab, split.labels, max_len, meta)},
                      keep_previous=had_model)
-    return paths.checkpoint
+    return load_checkpoint(paths.checkpoint)
 
 
 def describe_checkpoint(path: str | os.PathLike[str]) -> str:
@@ -284,19 +320,16 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> str:
 
 
 def _verify_files(path: Path, meta: Mapping[str, Any]) -> None:
-    """The sha256 that checkpoint.json records for model.pt and vocab.txt must match the files."""
+    """checkpoint.json must record the sha256 of model.pt and vocab.txt, and model.pt must match it (vocab.txt
+    is checked where it is read: :func:`helpers.tokenizer.checkpoint_tokenizer`)."""
     recorded = meta.get("sha256")
     if not isinstance(recorded, Mapping):
         raise CheckpointError(
             f"checkpoint {path} records no sha256 of its files (format {meta.get('format')}, older than "
             f"{CHECKPOINT_FORMAT}), so a changed model.pt or vocab.txt could not be detected; re-run 01_train."
         )
-    for name in (WEIGHTS_FILE, VOCAB_FILE):
-        if sha256_file(path / name) != recorded.get(name):
-            raise CheckpointError(
-                f"{path / name} is not the file this checkpoint was saved with (its sha256 differs from "
-                f"{META_FILE}'s); it was edited or copied from another run. Re-run 01_train."
-            )
+    if sha256_file(path / WEIGHTS_FILE) != recorded.get(WEIGHTS_FILE):
+        raise changed_file_error(path / WEIGHTS_FILE)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkpoint:
@@ -316,10 +349,11 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkp
             raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing; re-run 01_train.")
     try:
         meta = read_json(path / META_FILE)
-        config, num_labels, max_len = meta["config"], int(meta["num_labels"]), int(meta["max_len"])
+        config, num_labels = meta["config"], int(meta["num_labels"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint metadata {path / META_FILE} is unreadable ({exc}); re-run 01_train.") from None
     _verify_files(path, meta)
+    tokenizer = checkpoint_tokenizer(path)
     root = path.resolve().parent
     if ArtifactPaths(root).checkpoint == path.resolve():
         problem = split_mismatch(root)
@@ -342,7 +376,6 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkp
             "the folder mixes two runs. Re-run 01_train."
         ) from None
     model.to(device).eval()
-    tokenizer = SentenceTokenizer(load_vocab(path / VOCAB_FILE), max_len=max_len)
     if tokenizer.vocab_size != int(config["vocab_size"]):
         raise CheckpointError(
             f"vocab.txt has {tokenizer.vocab_size} tokens but the model expects {config['vocab_size']}; re-run 01_train."
@@ -390,11 +423,12 @@ def bert_state_from_transformers(model: SentimentClassifier, state: Mapping[str,
     return out
 
 
-def load_pretrained(pretrained_dir: str | os.PathLike[str], num_labels: int) -> tuple[SentimentClassifier, list[str]]:
-    """Build a classifier on a pretrained Chinese BERT folder (``config.json``, weights, ``vocab.txt``).
+def read_pretrained_dir(pretrained_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[str], dict[str, torch.Tensor]]:
+    """Read a pretrained Chinese BERT folder (``config.json``, weights, ``vocab.txt``) as ``transformers`` writes it.
 
-    Weights may be ``pytorch_model.bin`` or ``model.safetensors`` as written by ``transformers``. Returns the
-    model (encoder loaded, classification head new) and the checkpoint's vocabulary.
+    Weights may be ``pytorch_model.bin`` or ``model.safetensors``. Returns the bert4torch configuration, the
+    vocabulary and the ``transformers`` state dict; :func:`bert_state_from_transformers` maps the state onto a
+    built encoder's names.
     """
     d = Path(pretrained_dir)
     if not d.is_dir():
@@ -406,9 +440,8 @@ def load_pretrained(pretrained_dir: str | os.PathLike[str], num_labels: int) -> 
             f"pretrained_dir {d} must hold config.json, model.safetensors (or pytorch_model.bin) and vocab.txt; "
             f"found {sorted(p.name for p in d.iterdir())}."
         )
-    model = SentimentClassifier(bert_config_from_hf(read_json(cfg_file)), num_labels)
-    model.bert.load_state_dict(bert_state_from_transformers(model, _read_state_dict(weights)), strict=True)
+    config = bert_config_from_hf(read_json(cfg_file))
     vocab = load_vocab(d / VOCAB_FILE)
-    if len(vocab) != model.config["vocab_size"]:
-        raise CheckpointError(f"{d / VOCAB_FILE} has {len(vocab)} tokens but config.json says vocab_size={model.config['vocab_size']}.")
-    return model, vocab
+    if len(vocab) != config["vocab_size"]:
+        raise CheckpointError(f"{d / VOCAB_FILE} has {len(vocab)} tokens but config.json says vocab_size={config['vocab_size']}.")
+    return config, vocab, _read_state_dict(weights)

@@ -10,6 +10,10 @@ function here), writes one new file atomically, copies the metadata with ``varia
   fusion is an option because on some CPUs its kernel is slower than the Add + LayerNormalization it
   replaces; when it is off, the file's metadata tells ONNX Runtime sessions to leave it off too.
 * :func:`int8_onnx_from` applies dynamic quantisation (weights int8, activations quantised at run time).
+
+Notebook 02 writes the ``optimize_model`` and ``quantize_dynamic`` calls out for the trained model and hands
+their results to :func:`keep_fused` and :func:`keep_int8`, the same checks and metadata the two functions above
+end with; ``tests/test_export.py`` runs 02's cells and proves they make the graphs these functions make.
 * :func:`fp16_onnx_from_plain` converts the plain export (standard ops only, what TensorRT's parser needs)
   to FP16 with LayerNormalization and Softmax kept in FP32 and the attention-mask fill value made
   FP16-safe; inputs and outputs keep their types (int32 in, float32 logits out).
@@ -23,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,47 +84,56 @@ def _derived_metadata(source: Path, variant: str, precision: str, **extra: Any) 
 
 
 # ------------------------------------------------------------------------------------------ fused
-def _fuse(source: Path, config: FusionConfig, *, use_gpu: bool = False) -> tuple[Any, dict[str, int], int]:
-    """Run ONNX Runtime's BERT optimizer on ``source``; return (optimized model, op counts, layers).
-
-    Raises :class:`ExportError` when fewer ``Attention`` nodes than ``num_hidden_layers`` appear (the
-    usual cause: a graph exported without ``ExportConfig.scale_as_division``).
-    """
+def _fuse(source: Path, config: FusionConfig, *, use_gpu: bool = False) -> Any:
+    """Run ONNX Runtime's BERT optimizer on ``source`` with ``config``; returns its ``OnnxModel``."""
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
 
     meta = onnx_metadata(source)
-    layers, heads, hidden = meta["num_hidden_layers"], meta["num_attention_heads"], meta["hidden_size"]
     options = FusionOptions("bert")
     options.enable_skip_layer_norm = config.skip_layer_norm
     options.enable_bias_gelu = config.bias_gelu
     if config.raw_attention_mask:
         options.attention_mask_format = AttentionMaskFormat.AttentionMask
     # opt_level=0: only the Python fusions run here; the session applies its own graph optimisations later.
-    optimized = optimizer.optimize_model(str(source), "bert", num_heads=heads, hidden_size=hidden,
-                                         optimization_options=options, opt_level=0, use_gpu=use_gpu)
-    counts = op_counts(optimized.model)
+    return optimizer.optimize_model(str(source), "bert", num_heads=meta["num_attention_heads"],
+                                    hidden_size=meta["hidden_size"], optimization_options=options, opt_level=0,
+                                    use_gpu=use_gpu)
+
+
+def _check_fused(optimized: Any, source: Path) -> tuple[dict[str, int], int]:
+    """Op counts and layers of an optimizer-fused graph of ``source``; :class:`ExportError` unless every layer
+    got one ``Attention`` (the usual cause: a graph exported without the attention scale as a division)."""
+    meta = onnx_metadata(source)
+    counts, layers = op_counts(optimized.model), meta["num_hidden_layers"]
     fused = counts.get("Attention", 0)
     if fused != layers:
-        hint = ("the graph was exported with the scale as a Mul; export with ExportConfig(scale_as_division=True)"
+        hint = ("the graph was exported with the scale as a Mul; export inside attention_scale_as_division(model)"
                 if meta.get("attention_scale") != "division" else "check the optimizer's log above")
         raise ExportError(f"fuse: Attention fused on {fused} of {layers} layers of {source.name}; {hint}.")
-    return optimized, counts, layers
+    return counts, layers
+
+
+def keep_fused(optimized: Any, path: str | os.PathLike[str], *, source: str | os.PathLike[str],
+               config: FusionConfig) -> VariantReport:
+    """Check the optimizer's result for ``source`` (every layer one ``Attention``, else :class:`ExportError`)
+    and write it to ``path`` atomically, its metadata naming its source, the fusion options and the session
+    optimizers to leave off (SkipLayerNormalization fusion, when ``config`` has it off)."""
+    source, path = Path(source), Path(path)
+    counts, layers = _check_fused(optimized, source)
+    disabled = [] if config.skip_layer_norm else [SKIP_LAYER_NORM_OPTIMIZER]
+    set_metadata(optimized.model, _derived_metadata(
+        source, "fused", "fp32", ort_disabled_optimizers=disabled, fusion=json.dumps(asdict(config))))
+    # save_model_to_file (not save_onnx) adds the com.microsoft opset import that the contrib ops need
+    atomic_write(path, lambda tmp: optimized.save_model_to_file(str(tmp)))
+    return VariantReport(path, "fused", source, counts, {"attention_fused": counts["Attention"], "layers": layers,
+                                                         "ort_disabled_optimizers": disabled})
 
 
 def fused_onnx_from_plain(source: str | os.PathLike[str], path: str | os.PathLike[str],
                           config: FusionConfig = FusionConfig()) -> VariantReport:
-    """Fuse the plain export with ONNX Runtime's BERT optimizer; every layer must get one ``Attention``
-    (else :class:`ExportError`, see :func:`_fuse`)."""
-    source, path = Path(source), Path(path)
-    optimized, counts, layers = _fuse(source, config)
-    fused = counts["Attention"]
-    disabled = [] if config.skip_layer_norm else [SKIP_LAYER_NORM_OPTIMIZER]
-    set_metadata(optimized.model, _derived_metadata(
-        source, "fused", "fp32", ort_disabled_optimizers=disabled, fusion=json.dumps(asdict(config))))
-    atomic_write(path, lambda tmp: optimized.save_model_to_file(str(tmp)))
-    return VariantReport(path, "fused", source, counts, {"attention_fused": fused, "layers": layers,
-                                                         "ort_disabled_optimizers": disabled})
+    """Fuse the plain export with ONNX Runtime's BERT optimizer and keep it (:func:`keep_fused`)."""
+    return keep_fused(_fuse(Path(source), config), path, source=source, config=config)
 
 
 # ------------------------------------------------------------------------------------------ int8
@@ -149,12 +163,31 @@ def _without_preprocessing_hint() -> Iterator[None]:
             h.removeFilter(drop)
 
 
+def keep_int8(quantized: str | os.PathLike[str], path: str | os.PathLike[str], *, source: str | os.PathLike[str],
+              disabled_optimizers: list[str] | None = None, per_channel: bool = False) -> VariantReport:
+    """Give ``quantize_dynamic``'s output ``quantized`` (made from ``source``) its metadata and move it to ``path``
+    atomically; ``quantized`` is gone afterwards. The session optimizers to disable are recorded:
+    ``disabled_optimizers``, or when ``None`` the list recorded in ``source``."""
+    import onnx
+
+    quantized, source, path = Path(quantized), Path(source), Path(path)
+    src_meta = onnx_metadata(source)
+    disabled = list(src_meta.get("ort_disabled_optimizers", []) if disabled_optimizers is None else disabled_optimizers)
+    proto = load_onnx(quantized)
+    set_metadata(proto, _derived_metadata(source, "int8", "int8", source_variant=src_meta.get("variant", "plain"),
+                                          ort_disabled_optimizers=disabled))
+    atomic_write(path, lambda tmp: onnx.save_model(proto, str(tmp)))
+    if quantized != path:
+        quantized.unlink(missing_ok=True)
+    return VariantReport(path, "int8", source, op_counts(proto), {"source_variant": src_meta.get("variant", "plain"),
+                                                                  "per_channel": per_channel,
+                                                                  "ort_disabled_optimizers": disabled})
+
+
 def int8_onnx_from(source: str | os.PathLike[str], path: str | os.PathLike[str], *, per_channel: bool = False,
                    disabled_optimizers: list[str] | None = None) -> VariantReport:
-    """Dynamic INT8 quantisation of ``source`` (plain or fused): int8 weights, activations at run time.
-
-    The session optimizers to disable are recorded in the metadata: ``disabled_optimizers``, or when
-    ``None`` the list recorded in ``source``.
+    """Dynamic INT8 quantisation of ``source`` (plain or fused): int8 weights, activations at run time; kept
+    with :func:`keep_int8`.
 
     ``DefaultTensorType`` tells the quantizer the element type of tensors whose type it cannot infer
     (outputs of contrib ops in a fused graph); without it quantising a fused graph fails.
@@ -163,22 +196,13 @@ def int8_onnx_from(source: str | os.PathLike[str], path: str | os.PathLike[str],
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source, path = Path(source), Path(path)
-    src_meta = onnx_metadata(source)
-    disabled = list(src_meta.get("ort_disabled_optimizers", []) if disabled_optimizers is None else disabled_optimizers)
-
-    def write(tmp: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="int8-", dir=path.parent) as tmp:
+        quantized = Path(tmp) / path.name
         with _without_preprocessing_hint():
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel,
+            quantize_dynamic(str(source), str(quantized), weight_type=QuantType.QInt8, per_channel=per_channel,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        proto = load_onnx(tmp)
-        set_metadata(proto, _derived_metadata(source, "int8", "int8", source_variant=src_meta.get("variant", "plain"),
-                                              ort_disabled_optimizers=disabled))
-        onnx.save_model(proto, str(tmp))
-
-    atomic_write(path, write)
-    counts = op_counts(load_onnx(path))
-    return VariantReport(path, "int8", source, counts, {"source_variant": src_meta.get("variant", "plain"),
-                                                        "per_channel": per_channel, "ort_disabled_optimizers": disabled})
+        return keep_int8(quantized, path, source=source, disabled_optimizers=disabled_optimizers,
+                         per_channel=per_channel)
 
 
 # ------------------------------------------------------------------------------------------ fp16
@@ -274,7 +298,8 @@ def fused_fp16_onnx_from_plain(source: str | os.PathLike[str], path: str | os.Pa
     """
     source, path = Path(source), Path(path)
     variant = "fused-fp16" if config.raw_attention_mask else "fused-fp16-rightpad"
-    optimized, _, layers = _fuse(source, config, use_gpu=True)
+    optimized = _fuse(source, config, use_gpu=True)
+    _, layers = _check_fused(optimized, source)
     replaced = fp16_safe_constants(optimized.model)
     lowest = float(np.finfo(np.float16).min)
     for node in optimized.model.graph.node:

@@ -1,20 +1,23 @@
 """Numerical parity between two backends: max |logit difference|, argmax agreement, NaN count.
 
-Used by 02 (PyTorch vs ONNX Runtime variants) and by every later step that must prove it computes the same
-function (TensorRT in 05 and 06). Results are plain numbers with their case names; formatting happens only
-when they are shown.
+Used by 02 (PyTorch vs ONNX Runtime variants: :func:`check_parity`, one bound per precision) and by every later
+step that must prove it computes the same function (TensorRT in 05 and 06). Results are plain numbers with their
+case names; formatting happens only when they are shown.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backends.base import Backend
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .export import sample_feed
+from .io import atomic_write_json
 
 
 #: fp32 ONNX vs PyTorch: largest |logit difference| allowed (and argmax must agree everywhere).
@@ -119,3 +122,98 @@ def parity_report(reference: Backend, candidate: Backend, results: list[ParityRe
         "passed": all(r.passed(max_abs_diff, min_agreement) for r in results),
         "cases": [r.to_dict() for r in results],
     }
+
+
+#: What each precision of an ONNX graph must keep against fp32 PyTorch on the test split, in words.
+BOUNDS = {"fp32": f"max |logit diff| <= {FP32_MAX_ABS_DIFF:g}, every label the same",
+          "fp16": f"no NaN, >= {FP16_MIN_AGREEMENT:.1%} of the labels the same",
+          "int8": f"no NaN, test accuracy at most {100 * INT8_MAX_ACCURACY_DROP:g} points lower"}
+
+
+@dataclass
+class ParityCheck:
+    """A candidate backend against the reference (fp32 PyTorch) on a whole test split, and at edge shapes.
+
+    ``reference`` and ``candidate`` are the :class:`~helpers.backends.Prediction` of each on the split; the
+    bound is the candidate's precision's (:data:`BOUNDS`)."""
+
+    name: str
+    precision: str
+    cases: list[ParityResult]
+    reference: Any
+    candidate: Any
+    reference_accuracy: float
+    accuracy: float
+    failures: list[str] = field(default_factory=list)
+    backends: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def bound(self) -> str:
+        return BOUNDS[self.precision]
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """One table row per case: case, logits compared, max |diff|, argmax agreement, NaN rows."""
+        return [(r.case, "x".join(map(str, r.shape)), f"{r.max_abs_diff:.2e}", f"{r.argmax_agreement:.2%}", r.nan_count)
+                for r in self.cases]
+
+    def summary(self) -> tuple[Any, ...]:
+        """One table row for the candidate: name, test accuracy, change in points, agreement, max |diff|, passed."""
+        split = self.cases[0]
+        return (self.name, f"{self.accuracy:.4f}", f"{100 * (self.accuracy - self.reference_accuracy):+.2f}",
+                f"{split.argmax_agreement:.2%}", f"{split.max_abs_diff:.1e}", "yes" if self.passed else "NO")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "precision": self.precision, "bound": self.bound, "passed": self.passed,
+                "failures": list(self.failures), "test_accuracy": self.accuracy,
+                "reference_test_accuracy": self.reference_accuracy, **self.backends,
+                "cases": [r.to_dict() for r in self.cases]}
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON, atomically."""
+        return atomic_write_json(path, self.to_dict())
+
+
+def check_parity(reference: Backend, candidate: Backend | str | os.PathLike[str], tokenizer: Any, texts: list[str],
+                 truth: np.ndarray, *,
+                 labels: list[str], name: str | None = None, reference_prediction: Any = None,
+                 large_batch: int | None = None, batch_size: int = 64) -> ParityCheck:
+    """Classify ``texts`` with both backends through the series' ``Classifier`` and compare, and with
+    ``large_batch`` also the edge shapes of :func:`edge_feeds` fed to the backends directly; the candidate must
+    keep its precision's bound (:data:`BOUNDS`: fp32 within :data:`FP32_MAX_ABS_DIFF` on every case, FP16
+    :data:`FP16_MIN_AGREEMENT`, INT8 :data:`INT8_MAX_ACCURACY_DROP`). ``reference_prediction`` (an earlier
+    check's ``reference``) saves classifying the split with the reference again; ``name`` labels the candidate
+    (default: its backend's name). ``candidate`` may be an ONNX file: ONNX Runtime runs it on the CPU, with the
+    session settings its metadata records (an FP16 graph meant for GPUs too: slowly, but the numbers count)."""
+    from .backends import Classifier, OrtBackend
+
+    if not isinstance(candidate, Backend):
+        with OrtBackend(candidate) as backend:
+            return check_parity(reference, backend, tokenizer, texts, truth, labels=labels, name=name,
+                                reference_prediction=reference_prediction, large_batch=large_batch,
+                                batch_size=batch_size)
+    precision = str(getattr(candidate, "precision", "fp32"))
+    if precision not in BOUNDS:
+        raise ConfigError(f"parity: no bound for precision {precision!r}; known: {sorted(BOUNDS)}.")
+    truth = np.asarray(truth)
+    ref = reference_prediction
+    if ref is None:
+        ref = Classifier(tokenizer, reference, labels, batch_size=batch_size).predict(texts)
+    got = Classifier(tokenizer, candidate, labels, batch_size=batch_size).predict(texts)
+    cases = [compare_logits(f"test split ({len(texts)} sentences)", ref.logits, got.logits)]
+    if large_batch:
+        cases += edge_parity(reference, candidate, edge_feeds(tokenizer.vocab_size, tokenizer.max_len, large_batch))
+    ref_acc, acc = accuracy(ref.label_ids, truth), accuracy(got.label_ids, truth)
+    failures = [f"{r.case}: {r.nan_count} rows with NaN" for r in cases if r.nan_count]
+    if precision == "fp32":
+        failures += [f"{r.case}: max |diff| {r.max_abs_diff:.2e}, agreement {r.argmax_agreement:.4f}"
+                     for r in cases if not r.passed(FP32_MAX_ABS_DIFF, 1.0) and not r.nan_count]
+    elif precision == "fp16" and cases[0].argmax_agreement < FP16_MIN_AGREEMENT:
+        failures.append(f"labels agree on {cases[0].argmax_agreement:.2%} < {FP16_MIN_AGREEMENT:.1%}")
+    elif precision == "int8" and ref_acc - acc > INT8_MAX_ACCURACY_DROP:
+        failures.append(f"test accuracy {acc:.4f} is {100 * (ref_acc - acc):.2f} points below {ref_acc:.4f}")
+    return ParityCheck(name or candidate.name, precision, cases, ref, got, ref_acc, acc, failures,
+                       {"reference": reference.describe(), "candidate": candidate.describe()})

@@ -43,7 +43,8 @@ from .config import ModelSize, PretrainConfig
 from .data import PEOPLES_DAILY_CREDIT, Split, read_peoples_daily
 from .errors import CheckpointError, ConfigError
 from .io import atomic_dir, atomic_write_json, read_json, sha256_file
-from .model import BERT4TORCH_FIXED, SentimentClassifier, bert_config, versions
+from .model import (BERT4TORCH_FIXED, SentimentClassifier, bert_config, bert_state_from_transformers, read_pretrained_dir,
+                    versions)
 from .tokenizer import SentenceTokenizer, build_vocab, load_vocab, save_vocab
 from .train import adamw, default_device, seed_everything
 
@@ -363,30 +364,98 @@ def pretrained_encoder(root: str | os.PathLike[str], model_size: ModelSize, corp
     return PretrainedEncoder(config, vocab, state, read_json(folder / META_FILE), folder, reused=False)
 
 
-def classifier_from_encoder(encoder: PretrainedEncoder, num_labels: int) -> SentimentClassifier:
-    """A :class:`SentimentClassifier` whose encoder starts from ``encoder``'s weights (the MLM head is left
-    behind; the classification layer is new). Seed before calling: the new layer draws random weights."""
-    model = SentimentClassifier(encoder.config, num_labels)
-    bert_state = {k: v for k, v in encoder.state.items() if not k.startswith(MLM_PREFIX)}
-    model.bert.load_state_dict(bert_state, strict=True)
-    return model
+@dataclass
+class EncoderStart:
+    """Where 01's encoder starts, and what comes with it: the bert4torch configuration, the vocabulary and the
+    initial weights - 01's own pretraining (``init="mlm"``), a ``pretrained_dir`` BERT (``"pretrained_dir"``)
+    or none at all (``"scratch"``: random weights, a vocabulary of the training split's characters).
+
+    The classifier is built from :attr:`config` (01 shows the ``build_transformer_model`` call), then
+    :meth:`load_into` gives its encoder these weights.
+    """
+
+    init: str
+    config: dict[str, Any]
+    vocab: list[str]
+    #: encoder weights: bert4torch names (with the MLM head) after pretraining, ``transformers`` names from a
+    #: ``pretrained_dir``, ``None`` from scratch
+    state: dict[str, torch.Tensor] | None = None
+    #: 01's pretrained encoder, when it starts from one
+    pretrained: PretrainedEncoder | None = None
+    pretrained_dir: str | None = None
+
+    @property
+    def history(self) -> dict[str, Any] | None:
+        """The pretraining record (loss and masked-token accuracy per step), when there was pretraining."""
+        return None if self.pretrained is None else self.pretrained.meta["history"]
+
+    def load_into(self, model: SentimentClassifier) -> SentimentClassifier:
+        """Give ``model``'s encoder the starting weights (every encoder parameter must be found; the MLM head
+        is left behind); from scratch, nothing changes. Returns ``model``."""
+        if self.state is None:
+            return model
+        if self.init == "pretrained_dir":
+            state = bert_state_from_transformers(model, self.state)
+        else:
+            state = {k: v for k, v in self.state.items() if not k.startswith(MLM_PREFIX)}
+        model.bert.load_state_dict(state, strict=True)
+        return model
+
+    def tokenizer(self, max_len: int) -> SentenceTokenizer:
+        """The tokenizer of this vocabulary, cutting texts at ``max_len`` tokens (``[CLS]`` and ``[SEP]``
+        included), which must fit the encoder's position table."""
+        positions = int(self.config.get("max_position", 512))
+        if not 3 <= int(max_len) <= positions:
+            raise ConfigError(
+                f"max_len={max_len!r} must be between 3 and {positions} (the encoder's position table); longer "
+                "texts are cut at max_len, so pick e.g. the 95th percentile of token lengths."
+            )
+        return SentenceTokenizer(self.vocab, int(max_len))
+
+    def fill_masks(self, texts: Sequence[str], top_k: int = 3) -> list[list[list[tuple[str, float]]]]:
+        """What the pretrained MLM head proposes for each ``[MASK]`` of each text (see :func:`fill_masks`)."""
+        if self.pretrained is None:
+            raise ConfigError(f"the encoder starts {self.init!r}, not from 01's pretraining: no MLM head to ask.")
+        return fill_masks(self.pretrained, texts, top_k)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a checkpoint records about the start (no weights)."""
+        pre = self.pretrained
+        return {"init": self.init, "pretrained_dir": self.pretrained_dir,
+                "pretraining": None if pre is None else {
+                    "folder": pre.path.name, "fingerprint": pre.meta["fingerprint"], "settings": pre.meta["pretrain"],
+                    "seconds": pre.seconds, "corpus": pre.meta["corpus"]["sources"]}}
+
+    def __str__(self) -> str:
+        words = {"mlm": "pretrained here", "scratch": "from scratch", "pretrained_dir": "from pretrained_dir"}
+        line = f"encoder {words[self.init]}: {len(self.vocab):,} tokens, {self.config['num_hidden_layers']} layers " \
+               f"x {self.config['hidden_size']}"
+        if self.pretrained is not None:
+            pre = self.pretrained
+            how = "reused" if pre.reused else "made now"
+            line += (f"; {pre.path.name} ({how}): {pre.meta['pretrain']['steps']} steps, {pre.seconds:.0f} s on "
+                     f"{pre.meta['history']['device']}")
+        elif self.pretrained_dir:
+            line += f"; weights from {self.pretrained_dir}"
+        return line
 
 
-def initial_classifier(model_size: ModelSize, split: Split, encoder: PretrainedEncoder | None = None,
-                       pretrained_dir: str | os.PathLike[str] | None = None) -> tuple[SentimentClassifier, list[str], str]:
-    """The classifier to fine-tune, its vocabulary, and where its encoder comes from (one of
-    :data:`helpers.train.INITS`): a ``pretrained_dir`` BERT, else 01's pretrained ``encoder``, else random
-    weights with a vocabulary of the training split's characters. Seed before calling."""
-    from .model import load_pretrained
-
-    num_labels = len(split.labels)
+def encoder_start(root: str | os.PathLike[str], model_size: ModelSize, split: Split, *,
+                  pretrained_dir: str | os.PathLike[str] | None = None, pretrain_steps: int | None = None,
+                  seed: int = 42, device: str | None = None, progress: bool = True) -> EncoderStart:
+    """Where 01's encoder starts: a ``pretrained_dir`` BERT when one is given; else the encoder pretrained on
+    :func:`pretraining_corpus` with ``model_size``'s settings (``pretrain_steps`` replaces their step count),
+    loaded from ``root`` when an earlier run made it with the same inputs; else (``pretrain_steps=0``) random
+    weights with a vocabulary of the training split's characters."""
     if pretrained_dir:
-        model, vocab = load_pretrained(pretrained_dir, num_labels)
-        return model, vocab, "pretrained_dir"
-    if encoder is not None:
-        return classifier_from_encoder(encoder, num_labels), list(encoder.vocab), "mlm"
-    vocab = build_vocab(split.train.texts)
-    return SentimentClassifier(bert_config(model_size, len(vocab)), num_labels), vocab, "scratch"
+        config, vocab, state = read_pretrained_dir(pretrained_dir)
+        return EncoderStart("pretrained_dir", config, vocab, state, pretrained_dir=str(pretrained_dir))
+    cfg = pretrain_config_from(model_size, pretrain_steps)
+    if cfg.steps == 0:
+        vocab = build_vocab(split.train.texts)
+        return EncoderStart("scratch", bert_config(model_size, len(vocab)), vocab)
+    encoder = pretrained_encoder(root, model_size, pretraining_corpus(split), cfg, seed, device, progress)
+    return EncoderStart("mlm", dict(encoder.config), list(encoder.vocab), encoder.state, encoder)
 
 
 # ---------------------------------------------------------------------------------------------------- showing it
@@ -414,20 +483,3 @@ def fill_masks(encoder: PretrainedEncoder, texts: Sequence[str], top_k: int = 5)
             guesses.append([(encoder.vocab[j], float(q)) for q, j in zip(p.tolist(), idx.tolist())])
         out.append(guesses)
     return out
-
-
-def plot_pretraining(history: Mapping[str, Any]):
-    """Masked-token loss and accuracy per step (smoothed), side by side; returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-    for ax, key, label in zip(axes, ("loss", "accuracy"), ("cross-entropy on masked tokens", "masked tokens guessed")):
-        y = np.asarray(history[key], dtype=float)
-        ax.plot(np.arange(1, len(y) + 1), y, alpha=0.3, label="step")
-        if len(y) >= 10:
-            w = max(5, len(y) // 30)
-            ax.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"), label=f"mean of {w}")
-        ax.set(title=f"pretraining: {key}", xlabel="step", ylabel=label)
-        ax.legend()
-    fig.tight_layout()
-    return fig

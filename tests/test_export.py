@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +15,7 @@ from helpers.bench.models import architecture_model
 from helpers.config import INPUT_NAMES, MODEL_SIZES, OUTPUT_NAME
 from helpers.errors import ConfigError, ExportError, MissingArtifactError
 from helpers.export import (ExportConfig, attention_scale_as_division, check_onnx, load_onnx, onnx_from_classifier,
-                            onnx_metadata, sample_feed)
+                            onnx_metadata, sample_feed, save_export)
 from helpers.onnx_variants import (FP16_MASK_VALUE, FusionConfig, fp16_onnx_from_plain, fp16_safe_constants,
                                    fused_fp16_onnx_from_plain, fused_onnx_from_plain, int8_onnx_from)
 
@@ -136,7 +139,7 @@ def test_skip_layer_norm_fusion_when_asked(exported, tmp_path):
 def test_fusion_fails_loudly_without_the_division(tiny, tmp_path):
     plain = onnx_from_classifier(tiny, tmp_path / "mul.onnx", labels=LABELS, max_len=32,
                                  config=ExportConfig(scale_as_division=False))
-    with pytest.raises(ExportError, match=r"Attention fused on 0 of 2 layers .*scale_as_division=True"):
+    with pytest.raises(ExportError, match=r"Attention fused on 0 of 2 layers .*inside attention_scale_as_division"):
         fused_onnx_from_plain(plain.path, tmp_path / "mul.fused.onnx")
     assert not (tmp_path / "mul.fused.onnx").exists()
 
@@ -238,45 +241,137 @@ def test_foreign_model_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ the fast path
-def test_checkpoint_missing_names_notebook_01(tmp_path):
-    from helpers.export import require_checkpoint
-
-    with pytest.raises(MissingArtifactError, match=r"run notebooks/01_train.ipynb first"):
-        require_checkpoint(tmp_path / "checkpoint")
-
-
 def test_speed_study_and_fast_path_on_tiny(exported, tmp_path):
-    from helpers.fastpath import PYTORCH, RECIPES, SpeedConfig, speed_study, write_fast_path
+    from helpers.fastpath import PYTORCH, RECIPES, speed_study, write_gpu_graphs
 
     assert len({r.name for r in RECIPES}) == 8  # {plain, fused} x SkipLayerNorm {on, off} x {fp32, int8}
-    study = speed_study(SpeedConfig(model_size="tiny", seq_len=16, rounds=2, warmup=0), log=None)
+    study = speed_study("tiny", seq_len=16, rounds=2, warmup=0, log=None)
     assert set(study.measurements) == {PYTORCH, *(r.name for r in RECIPES)}
     # the bench harness timed them: one call per candidate per round, each compared with PyTorch
     assert all(m.latency.n == 2 and len(m.round_medians_ms) == 2 and (m.batch, m.seq_len) == (1, 16)
                for m in study.measurements.values())
     assert study.measurements[PYTORCH].max_abs_diff == 0.0
     assert study.measurements["ort fp32 plain (SkipLayerNorm on)"].max_abs_diff < 1e-4
-    int8, fused = study.fastest(int8=True), study.fastest(int8=False, graph="fused")
-    assert int8.int8 and fused.graph == "fused" and not fused.int8
+    fast = study.fast_path()
+    assert fast.int8 == study.fastest(int8=True) and fast.fused.graph == "fused" and not fast.fused.int8
     record = study.to_dict()
-    assert record["fastest"]["int8"] == int8.name and study.speedup(PYTORCH) == 1.0
-    assert record["candidates"][int8.name]["latency"]["n"] == 2 and set(record["seconds"]) == {"build", "timing"}
-    assert "tiny architecture at 1 x 16" in study.int8_sentence()
+    assert record["fastest"]["int8"] == fast.int8.name and study.speedup(PYTORCH) == 1.0
+    assert record["candidates"][fast.int8.name]["latency"]["n"] == 2 and set(record["seconds"]) == {"build", "timing"}
+    assert record["kept"] == fast.to_dict() and record["ratios_mean_something"] is False
+    assert "tiny architecture is too small for its ratio" in study.int8_sentence()
 
-    # the opposite SkipLayerNorm choice for INT8 than for the fused graph: the INT8 source is built apart
-    fused_recipe = next(r for r in RECIPES if r.graph == "fused" and not r.int8 and not r.skip_layer_norm)
-    int8_recipe = next(r for r in RECIPES if r.graph == "fused" and r.int8 and r.skip_layer_norm)
-    out = write_fast_path(exported.path, tmp_path, fused=fused_recipe, int8=int8_recipe)
+    gpu = write_gpu_graphs(exported.path, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp16.onnx", "model.fused.fp16.onnx",
-                                                          "model.fused.fp16.rightpad.onnx", "model.fused.onnx",
-                                                          "model.int8.onnx"]
-    assert out["fused-fp16"].count("Attention") == LAYERS == out["fused-fp16-rightpad"].count("Attention")
-    assert onnx_metadata(out["fused-fp16"].path)["attention_mask"].startswith("raw 2-D mask")
-    assert onnx_metadata(out["fused-fp16-rightpad"].path)["variant"] == "fused-fp16-rightpad"
-    assert onnx_metadata(out["fused-fp16-rightpad"].path)["attention_mask"].startswith("1-D mask index")
-    assert onnx_metadata(out["fused"].path)["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
-    assert onnx_metadata(out["int8"].path)["ort_disabled_optimizers"] == []
-    assert out["int8"].count("QAttention") == LAYERS
+                                                          "model.fused.fp16.rightpad.onnx"]
+    assert gpu.files["fused-fp16"].count("Attention") == LAYERS == gpu.files["fused-fp16-rightpad"].count("Attention")
+    assert gpu.router["passed"] and gpu.router["routes"] == {"fast": 1, "exact": 1}
+    assert onnx_metadata(gpu.files["fused-fp16"].path)["attention_mask"].startswith("raw 2-D mask")
+    assert onnx_metadata(gpu.files["fused-fp16-rightpad"].path)["variant"] == "fused-fp16-rightpad"
+    assert onnx_metadata(gpu.files["fused-fp16-rightpad"].path)["attention_mask"].startswith("1-D mask index")
+    assert [row[0] for row in gpu.rows()] == ["model.fp16.onnx", "model.fused.fp16.onnx",
+                                              "model.fused.fp16.rightpad.onnx"]
+
+
+def test_recipes_keep_what_02_made_with_their_session_settings(exported, tmp_path):
+    from helpers.fastpath import Recipe
+
+    with pytest.raises(ConfigError, match="is the plain export itself"):
+        Recipe("plain", True, False).keep(None, tmp_path / "x.onnx", source=exported.path)
+    fused = fused_onnx_from_plain(exported.path, tmp_path / "model.fused.onnx")
+    int8 = int8_onnx_from(fused.path, tmp_path / "model.int8.onnx")
+    assert onnx_metadata(int8.path)["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]  # from its source
+    assert int8.count("QAttention") == LAYERS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fused.onnx", "model.int8.onnx"], "no temporary left"
+    unstamped = tmp_path / "unstamped.onnx"
+    unstamped.write_bytes(int8.path.read_bytes())
+    kept = Recipe("fused", True, True).keep(unstamped, tmp_path / "again.int8.onnx", source=fused.path)
+    assert not unstamped.exists() and onnx_metadata(kept.path)["ort_disabled_optimizers"] == []
+
+
+# ------------------------------------------------------------------------------------------ 02's own cells
+NOTEBOOK_02 = Path(__file__).resolve().parents[1] / "notebooks" / "02_onnx_export.ipynb"
+
+
+def run_02_cells(tag: str, namespace: dict) -> dict:
+    """Run every code cell of 02 tagged ``tag``, in order, in ``namespace``."""
+    cells = json.loads(NOTEBOOK_02.read_text(encoding="utf-8"))["cells"]
+    found = ["".join(c["source"]) for c in cells
+             if c["cell_type"] == "code" and tag in c.get("metadata", {}).get("tags", [])]
+    assert found, f"02 has no code cell tagged {tag!r}"
+    for source in found:
+        exec(source, namespace)
+    return namespace
+
+
+def graph_of(model) -> dict:
+    """What a graph computes: its nodes, weights, inputs, outputs and opsets (not its metadata)."""
+    proto = model if hasattr(model, "graph") else load_onnx(model)
+    g = proto.graph
+    return {"nodes": [n.SerializeToString() for n in g.node],
+            "weights": {t.name: numpy_helper.to_array(t).tobytes() for t in g.initializer},
+            "io": [v.SerializeToString() for v in (*g.input, *g.output)],
+            "opsets": sorted((o.domain, o.version) for o in proto.opset_import)}
+
+
+def test_02s_export_cells_make_the_graph_onnx_from_classifier_makes(tiny, exported):
+    """02 writes torch.onnx.export out; 06's architecture models, the speed study and the tests export through
+    onnx_from_classifier. The same model must give the same graph both ways."""
+    from types import SimpleNamespace
+
+    ns = run_02_cells("export", {"tokenizer": SimpleNamespace(vocab_size=VOCAB), "model": tiny, "opset": 17})
+    assert graph_of(ns["graph"]) == graph_of(exported.path)
+    assert not any("apply_attention_scale" in vars(m) for m in tiny.modules()), "the patch is gone after export"
+
+
+def test_save_export_stamps_the_checkpoint_and_refuses_a_broken_graph(tiny, exported, tmp_path):
+    from types import SimpleNamespace
+
+    ckpt = SimpleNamespace(model=tiny, labels=LABELS, max_len=32, path=tmp_path / "checkpoint",
+                           meta={"model_size": "tiny", "fingerprint": "abc123"})
+    summary = save_export(load_onnx(exported.path), tmp_path / "model.onnx", ckpt)
+    meta = onnx_metadata(summary.path)
+    assert summary.path == tmp_path / "model.onnx" and meta["checkpoint_fingerprint"] == "abc123"
+    assert meta["checkpoint_path"] == str(tmp_path / "checkpoint") and meta["attention_scale"] == "division"
+    assert graph_of(summary.path) == graph_of(exported.path)
+    before = (tmp_path / "model.onnx").read_bytes()
+    unchecked = load_onnx(exported.path)
+    unchecked.graph.output[0].name = "probabilities"  # no node makes it: the checker refuses the graph
+    with pytest.raises(ExportError, match=f"^{tmp_path / 'model.onnx'} fails the ONNX checks: Graph output"):
+        save_export(unchecked, tmp_path / "model.onnx", ckpt)
+    renamed = load_onnx(exported.path)
+    for node in renamed.graph.node:  # a valid graph that breaks the I/O contract later steps rely on
+        node.output[:] = ["probabilities" if o == "logits" else o for o in node.output]
+    renamed.graph.output[0].name = "probabilities"
+    with pytest.raises(ExportError, match=r"found inputs \['input_ids', 'segment_ids'\] and outputs \['probabilities'\]"):
+        save_export(renamed, tmp_path / "model.onnx", ckpt)
+    assert (tmp_path / "model.onnx").read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize("sln", [False, True], ids=["sln-off", "sln-on"])
+def test_02s_fusion_and_quantization_cells_make_the_helpers_graphs(tiny, exported, tmp_path, sln):
+    """02 writes optimize_model and quantize_dynamic out for the trained model; 06 and the speed study call
+    fused_onnx_from_plain and int8_onnx_from. Both must write the same graphs with the same metadata."""
+    import logging
+
+    from helpers.fastpath import FastPath, Recipe
+
+    fast = FastPath(Recipe("fused", sln, False), Recipe("fused", sln, True))
+    level = logging.getLogger().level
+    try:
+        ns = run_02_cells("fuse", {"fast": fast, "model": tiny, "plain": exported, "onnx_dir": tmp_path})
+        run_02_cells("quantize", {**ns, "onnx": onnx})
+    finally:
+        logging.getLogger().setLevel(level)
+    helpers_dir = tmp_path / "helpers"
+    fused = fused_onnx_from_plain(exported.path, helpers_dir / "model.fused.onnx", FusionConfig(skip_layer_norm=sln))
+    int8 = int8_onnx_from(fused.path, helpers_dir / "model.int8.onnx")
+    for name, helper in (("model.fused.onnx", fused), ("model.int8.onnx", int8)):
+        assert graph_of(tmp_path / name) == graph_of(helper.path), name
+        ours, theirs = onnx_metadata(tmp_path / name), onnx_metadata(helper.path)
+        if name == "model.int8.onnx":  # each names its own fused source file; the sources are the same graph
+            ours.pop("source_sha256"), theirs.pop("source_sha256")
+        assert ours == theirs, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["helpers", "model.fused.onnx", "model.int8.onnx"]
 
 
 def measured(name: str, ms: float):
@@ -310,17 +405,31 @@ def test_fastest_recipe_breaks_ties_by_preference():
     assert clear.speedup("ort int8 plain (SkipLayerNorm on)") == pytest.approx(250.0 / 66.3)
 
 
-def test_speed_study_follows_the_trained_model_size_unless_told():
-    """02's quick run (model_size=tiny) used to time the BERT-base architecture for 20 rounds whatever it trained."""
-    from helpers.fastpath import SpeedConfig, speed_config
+def test_the_fused_graph_kept_is_the_one_int8_is_quantized_from():
+    """02 quantizes model.int8.onnx from model.fused.onnx itself: a fused INT8 recipe decides its SkipLayerNorm."""
+    sln_on = fake_study({("plain", True): 90.0, ("plain", False): 90.0, ("fused", True): 50.0, ("fused", False): 70.0})
+    fast = sln_on.fast_path()
+    assert fast.int8.name == "ort int8 fused (SkipLayerNorm on)" and fast.fused.name == "ort fp32 fused (SkipLayerNorm on)"
+    plain = fake_study({("plain", True): 40.0, ("plain", False): 40.0, ("fused", True): 90.0, ("fused", False): 90.0})
+    assert plain.fast_path().int8.graph == "plain"
+    assert plain.fast_path().fused == plain.fastest(int8=False, graph="fused"), "then the fastest fused fp32 is kept"
 
-    assert speed_config("tiny").model_size == "tiny"
-    assert speed_config("small", "").model_size == "small"
-    assert speed_config("tiny", "base", rounds=5) == SpeedConfig(model_size="base", rounds=5)
-    with pytest.raises(TypeError):
-        SpeedConfig()  # no silent default architecture
-    with pytest.raises(ConfigError, match="Unknown model size 'huge'"):
-        speed_config("tiny", "huge")
+
+def test_no_ratio_to_pytorch_is_shown_for_the_tiny_architecture():
+    """Issue 21, defect 10: 02's quick run printed "ran 259.8x PyTorch fp32 eager" for a 2 x 64 model."""
+    from helpers.fastpath import PYTORCH, RECIPES, SpeedConfig, SpeedStudy
+
+    lat = {PYTORCH: measured(PYTORCH, 26.0), **{r.name: measured(r.name, 0.1) for r in RECIPES}}
+    tiny = SpeedStudy(SpeedConfig(model_size="tiny"), lat)
+    header, rows = tiny.table()
+    assert header == ["candidate", "median ms", "p90 ms"] and all(len(r) == 3 for r in rows)
+    assert "x PyTorch" not in tiny.int8_sentence() and "260" not in tiny.int8_sentence()
+    assert "too small for its ratio to PyTorch to say anything about BERT" in tiny.int8_sentence()
+    assert tiny.to_dict()["candidates"][PYTORCH]["speedup_vs_pytorch"] == 1.0, "speed.json keeps the numbers"
+    base = fake_study({("plain", True): 60.0, ("plain", False): 60.0, ("fused", True): 50.0, ("fused", False): 50.0})
+    header, rows = base.table()
+    assert header[-1] == "x PyTorch" and rows[-1] == (PYTORCH, 250.0, 250.0, "1.00x")
+    assert "ran 5.0x PyTorch fp32 eager on the base architecture" in base.int8_sentence()
 
 
 def test_int8_sentence_states_this_runs_cpu_and_ratio():

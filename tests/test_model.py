@@ -9,9 +9,10 @@ from helpers.config import MODEL_SIZES
 from helpers.errors import CheckpointError, ConfigError
 from helpers.io import sha256_file
 from helpers.model import (
-    META_FILE, VOCAB_FILE, WEIGHTS_FILE, SentimentClassifier, bert_config, load_checkpoint, load_pretrained,
-    save_checkpoint,
+    META_FILE, VOCAB_FILE, WEIGHTS_FILE, SentimentClassifier, bert_config, build_encoder, load_checkpoint,
+    read_pretrained_dir, save_checkpoint,
 )
+from helpers.pretrain import encoder_start
 
 
 def test_logits_shape_and_int32_inputs(tiny_model, tokenizer):
@@ -40,6 +41,27 @@ def test_bert4torch_traps_are_handled(tiny_model):
 def test_one_label_is_refused():
     with pytest.raises(ConfigError, match="at least 2 labels"):
         SentimentClassifier(bert_config(MODEL_SIZES["tiny"], 50), num_labels=1)
+
+
+@pytest.mark.parametrize("wrong, fix", [({"bias": False}, "bias=True"), ({"norm_mode": "normal"}, "norm_mode='torch_buildin'")])
+def test_an_encoder_built_without_the_fixes_is_refused(wrong, fix):
+    from bert4torch.models import build_transformer_model
+
+    options = {"with_pool": True, "bias": True, "norm_mode": "torch_buildin", **wrong}
+    bert = build_transformer_model(config_path=None, checkpoint_path=None, **options,
+                                   **bert_config(MODEL_SIZES["tiny"], 50))
+    with pytest.raises(ConfigError, match=f"build_transformer_model\\(\\.\\.\\., {fix}\\) as notebook 01 does"):
+        SentimentClassifier(bert, 2)
+
+
+def test_a_built_encoder_and_its_config_make_the_same_classifier():
+    config = bert_config(MODEL_SIZES["tiny"], 50)
+    torch.manual_seed(3)
+    built = SentimentClassifier(build_encoder(config), 2)
+    torch.manual_seed(3)
+    from_config = SentimentClassifier(config, 2)
+    assert built.config == from_config.config == config, "the checkpoint records exactly the architecture"
+    assert all(torch.equal(v, from_config.state_dict()[k]) for k, v in built.state_dict().items())
 
 
 def _save(path, model, tokenizer, **kw):
@@ -126,8 +148,10 @@ def test_transformers_checkpoint_loads_with_matching_hidden_states(tmp_path):
     hf.save_pretrained(tmp_path)
     (tmp_path / "vocab.txt").write_text(
         "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"t{i}" for i in range(55)]) + "\n")
-    model, vocab = load_pretrained(tmp_path, num_labels=2)
-    model.eval()
+    start = encoder_start(tmp_path / "unused", MODEL_SIZES["tiny"], None, pretrained_dir=tmp_path)
+    assert start.init == "pretrained_dir" and start.config["hidden_size"] == 32
+    model = start.load_into(SentimentClassifier(start.config, num_labels=2)).eval()
+    vocab = start.vocab
     ids = torch.randint(5, 60, (2, 12))
     ids[1, 8:] = 0
     seg = torch.zeros_like(ids)
@@ -142,7 +166,7 @@ def test_transformers_checkpoint_loads_with_matching_hidden_states(tmp_path):
 
 def test_pretrained_dir_problems_are_explained(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_pretrained(tmp_path / "nope", 2)
+        read_pretrained_dir(tmp_path / "nope")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="must hold config.json, model.safetensors"):
-        load_pretrained(tmp_path, 2)
+        read_pretrained_dir(tmp_path)

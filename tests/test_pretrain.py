@@ -12,10 +12,11 @@ from helpers.config import MODEL_SIZES, PretrainConfig
 from helpers.data import Dataset, Split
 from helpers.errors import CheckpointError, ConfigError
 from helpers.model import bert_config
+from helpers.model import SentimentClassifier
 from helpers.pretrain import (
-    ENCODER_FILE, IGNORE_INDEX, META_FILE, MaskedBatches, PretrainCorpus, build_mlm_model, classifier_from_encoder,
-    fill_masks, initial_classifier, lr_factor, mask_tokens, pretrain_config_from, pretrained_encoder,
-    pretraining_corpus, run_pretraining,
+    ENCODER_FILE, IGNORE_INDEX, META_FILE, EncoderStart, MaskedBatches, PretrainCorpus, build_mlm_model,
+    encoder_start, lr_factor, mask_tokens, pretrain_config_from, pretrained_encoder, pretraining_corpus,
+    run_pretraining,
 )
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
@@ -133,27 +134,44 @@ def test_encoder_is_saved_once_and_reused(tmp_path, corpus, monkeypatch):
 
 def test_classifier_starts_from_the_pretrained_encoder(tmp_path, corpus):
     encoder = pretrained_encoder(tmp_path, TINY, corpus, CFG, seed=0, progress=False)
-    model = classifier_from_encoder(encoder, 2)
+    start = EncoderStart("mlm", encoder.config, encoder.vocab, encoder.state, encoder)
+    model = start.load_into(SentimentClassifier(start.config, 2))
     for name, value in model.bert.state_dict().items():
         assert torch.equal(value, encoder.state[name]), name
-    two, one = fill_masks(encoder, ["服务很[MASK]，质量[MASK]", "很[MASK]"], top_k=3)
+    two, one = start.fill_masks(["服务很[MASK]，质量[MASK]", "很[MASK]"], top_k=3)
     assert len(two) == 2 and [len(g) for g in one] == [3] and all(t in encoder.vocab for t, _ in two[1])
     assert all(p1 >= p2 for g in two + one for (_, p1), (_, p2) in zip(g, g[1:])), "best guess first"
     with pytest.raises(ConfigError, match="holds no \\[MASK\\]"):
-        fill_masks(encoder, ["很好"])
+        start.fill_masks(["很好"])
+    assert start.history["loss"] and start.to_dict()["pretraining"]["folder"] == encoder.path.name
 
 
-def test_where_the_classifier_starts(tmp_path, corpus, sentences):
+def toy_split(sentences) -> Split:
     texts, labels = sentences
-    split = Split(Dataset(texts, np.array(labels)), Dataset(texts[:2], np.array(labels[:2])),
-                  Dataset(texts[2:4], np.array(labels[2:4])), ["negative", "positive"], "toy")
-    encoder = pretrained_encoder(tmp_path, TINY, corpus, CFG, seed=0, progress=False)
-    assert initial_classifier(TINY, split, encoder)[2] == "mlm"
-    model, vocab, init = initial_classifier(TINY, split, None)
-    assert init == "scratch" and vocab == build_vocab(texts) and model.config["vocab_size"] == len(vocab)
+    return Split(Dataset(texts, np.array(labels)), Dataset(texts[:2], np.array(labels[:2])),
+                 Dataset(texts[2:4], np.array(labels[2:4])), ["negative", "positive"], "toy")
+
+
+def test_where_the_classifier_starts(tmp_path, sentences, monkeypatch):
+    import helpers.pretrain as pretrain
+
+    split = toy_split(sentences)
+    # the toy sentences stand in for People's Daily, whose 19,484 lines take seconds to tokenize
+    monkeypatch.setattr(pretrain, "pretraining_corpus", lambda s: PretrainCorpus(s.train.texts * 3, [], "toy"))
+    scratch = encoder_start(tmp_path, TINY, split, pretrain_steps=0)
+    assert scratch.init == "scratch" and scratch.vocab == build_vocab(split.train.texts) and scratch.state is None
+    assert scratch.config["vocab_size"] == len(scratch.vocab) and scratch.history is None
+    assert not list(tmp_path.iterdir()), "from scratch, nothing is pretrained or written"
+    model = SentimentClassifier(scratch.config, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert scratch.load_into(model) is model and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ConfigError, match="not from 01's pretraining"):
+        scratch.fill_masks(["很[MASK]"])
+    start = encoder_start(tmp_path, TINY, split, pretrain_steps=3, seed=0, progress=False)
+    assert start.init == "mlm" and start.pretrained.meta["pretrain"]["steps"] == 3 and "pretrained here" in str(start)
     assert pretrain_config_from(TINY).steps == TINY.pretrain.steps and pretrain_config_from(TINY, 0).steps == 0
     with pytest.raises(ConfigError, match="steps >= 1"):
-        pretrained_encoder(tmp_path, TINY, corpus, pretrain_config_from(TINY, 0), seed=0)
+        pretrained_encoder(tmp_path, TINY, PretrainCorpus(["很好"], [], "x"), pretrain_config_from(TINY, 0), seed=0)
 
 
 def test_pretraining_text_never_holds_valid_or_test_sentences(sentences):
