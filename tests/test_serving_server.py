@@ -213,3 +213,4 @@ def test_start_failures_are_explained(tmp_path, repository):  # noqa: F811
         server.start()
     assert "Python model file not found" in str(info.value) and time.monotonic() - started < 50
     assert_released(server)
+    assert not server.workdir.exists()  # its temporary folder went with it
