@@ -199,7 +199,7 @@ def test_each_call_selects_the_profile_then_sets_shapes_then_addresses_then_runs
     start = len(ctx.calls)
     backend.predict_logits(*feed(3, 9))  # needs profile 1: the switch comes first, on the buffers' stream
     assert names(ctx, start)[:3] == ["set_optimization_profile_async", "set_input_shape", "set_input_shape"]
-    assert ctx.calls[start][1] == (1, buffers.stream_handle) and backend.active_profile == 1
+    assert ctx.calls[start][1] == (1, buffers.stream_handle) and ctx.active_optimization_profile == 1
 
 
 def test_shapes_set_before_the_profile_switch_are_refused_by_tensorrt(tmp_path, here):
@@ -254,11 +254,11 @@ def test_a_refused_profile_switch_is_an_error_and_is_retried_on_the_next_call(tm
     refuse(ctx, "set_optimization_profile_async", "setOptimizationProfileAsync: profile 1 is in use by another context")
     with pytest.raises(BackendError, match=r"set_optimization_profile_async\(1\) returned False: .*in use by another"):
         backend.predict_logits(*feed(3, 3))
-    assert backend.active_profile == 0  # TensorRT kept the profile it had
+    assert ctx.active_optimization_profile == 0  # TensorRT kept the profile it had
     ctx.refusals.clear()
     ids, seg = feed(3, 3)
     np.testing.assert_array_equal(backend.predict_logits(ids, seg), expected(ids, seg))
-    assert backend.active_profile == 1
+    assert ctx.active_optimization_profile == 1
 
 
 def test_a_misaligned_device_address_is_refused_as_tensorrt_documents(tmp_path, here):

@@ -126,11 +126,6 @@ class TensorRTBackend(Backend):
         buffers.synchronize()
         return logits.astype(np.float32)  # a copy: the pinned buffer is reused by the next call
 
-    @property
-    def active_profile(self) -> int:
-        """The optimization profile the execution context has active (TensorRT's own record)."""
-        return int(self._context.active_optimization_profile)
-
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update({"engine": str(self.engine_path), "buffers": self.buffers.kind, "profiles": self.profile_set.table(),

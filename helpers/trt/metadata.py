@@ -242,11 +242,6 @@ class EngineValidity:
     diagnostics: tuple[str, ...]  # EngineInvalidityDiagnostics flags set, e.g. ("UNSUPPORTED_CC",)
     messages: tuple[str, ...]  # what TensorRT logged meanwhile (warnings and errors)
 
-    @property
-    def well_formed(self) -> bool:
-        """The header is a TensorRT-RTX engine header of this release (no MALFORMED_ENGINE, no VERSION_MISMATCH)."""
-        return not {"MALFORMED_ENGINE", "VERSION_MISMATCH"} & set(self.diagnostics)
-
 
 def engine_validity(engine_path: str | os.PathLike[str], trt: Any) -> EngineValidity:
     """Ask TensorRT-RTX's ``Runtime.get_engine_validity`` whether the engine at ``engine_path`` can run here.
