@@ -290,3 +290,12 @@ def test_the_classifier_runs_through_the_backend(tmp_path, here, tokenizer, sent
     enc = tokenizer.encode_batch(texts)
     np.testing.assert_array_equal(pred.logits[:, 0], enc.input_ids.sum(axis=1).astype(np.float32))
     assert buffers.memory.blocks == {} and not buffers.memory.open  # closed with the backend
+
+
+def test_without_a_module_given_the_backend_uses_import_tensorrts(tmp_path, here, monkeypatch):
+    buffers = numpy_buffers()
+    module = module_with_runtime(lean, EngineDouble(lean, PROFILES, buffers.memory))
+    monkeypatch.setattr(tensorrt_backend.compat, "import_tensorrt", lambda flavour=None: module)
+    with TensorRTBackend(engine_on_disk(tmp_path, lean), buffers=buffers) as backend:
+        ids, seg = feed(2, 5)
+        np.testing.assert_array_equal(backend.predict_logits(ids, seg), expected(ids, seg))

@@ -68,7 +68,7 @@ class TensorRTBackend(Backend):
                 buffers.close()
             raise
         self.precision = self.metadata.precision
-        self.logger = compat.capturing_logger(trt)
+        self.logger = compat.capturing_logger(self.trt)
         self.buffers = buffers if isinstance(buffers, DeviceBuffers) else make_buffers(buffers, gpu)
         self._runtime: Any = None
         self._engine: Any = None
