@@ -23,8 +23,7 @@ members (``kind``, ``device``, ``stream``, ``alloc``, ``to_device``, ``to_host``
 primary context pushed, ``torch.cuda.set_device``). TensorRT deserializes an engine and creates its context
 on the current device, so buffers are opened *before* the engine is loaded
 (:class:`~helpers.backends.tensorrt.TensorRTBackend` and 05_infer keep that order). GPUs are CUDA device
-indices, which honour
-``CUDA_VISIBLE_DEVICES``: device 0 is the first visible GPU.
+indices, which honour ``CUDA_VISIBLE_DEVICES``: device 0 is the first visible GPU.
 
 Memory is released deterministically by :meth:`DeviceBuffers.close` (also on ``with`` exit), in reverse order of
 allocation; closing twice is harmless. An allocation that fails frees what was already allocated and closes
@@ -38,7 +37,6 @@ from __future__ import annotations
 import ctypes
 import importlib
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
