@@ -145,7 +145,8 @@ papermill_run() {
   local name=$1
   [ "$name" = 01_train ] || wait_file "$wait_for" 900 || return 1
   case "$name" in 06_benchmark|07_serve) wait_file "$quiet_after" 1800 || return 1 ;; esac
-  (cd "$repo" && python3 -m papermill "notebooks/$name.ipynb" "$executed/$name.ipynb" --cwd notebooks --log-output \
+  (cd "$repo" && JUPYTER_PATH="$repo/environment/jupyter" python3 -m papermill "notebooks/$name.ipynb" \
+      "$executed/$name.ipynb" --cwd notebooks -k series-headless --log-output \
       --no-progress-bar -p artifacts_dir "$SERIES_ARTIFACTS_DIR")
 }
 names=${only:-$(cd "$repo/notebooks" && ls 0*.ipynb | sed 's/\.ipynb$//')}

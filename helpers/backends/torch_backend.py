@@ -12,7 +12,8 @@ from .feed import check_token_range
 
 
 class TorchBackend(Backend):
-    """Runs a :class:`~helpers.model.SentimentClassifier` in eval mode, fp32, on ``cpu`` or ``cuda``.
+    """Runs a :class:`~helpers.model.SentimentClassifier` in eval mode, fp32, on ``cpu`` or ``cuda``
+    (named ``pytorch`` and ``pytorch-cuda``, as in :mod:`helpers.backends.registry`).
 
     ``max_len`` defaults to the model's number of position embeddings (the longest input it can take).
     ``threads`` sets ``torch.set_num_threads`` for the process when given (PyTorch has no per-model setting).
@@ -38,6 +39,7 @@ class TorchBackend(Backend):
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.device = device
+        self.name = "pytorch" if device == "cpu" else "pytorch-cuda"
         self.model = model.to(device).float().eval()
         self.vocab_size = int(config["vocab_size"]) if "vocab_size" in config else None
         self._torch = torch
