@@ -29,12 +29,11 @@ from .config import CHECKPOINT_META_FILE, ArtifactPaths, ModelSize
 from .data import Split, save_length_stats, save_split, split_mismatch
 from .errors import CheckpointError, ConfigError
 from .io import atomic_dir, atomic_write_json, read_json, sha256_file
-from .tokenizer import SentenceTokenizer, load_vocab, save_vocab
+from .tokenizer import VOCAB_FILE, SentenceTokenizer, changed_file_error, checkpoint_tokenizer, load_vocab, save_vocab
 
 #: Files of a checkpoint folder.
 WEIGHTS_FILE = "model.pt"
 META_FILE = CHECKPOINT_META_FILE
-VOCAB_FILE = "vocab.txt"
 #: Version of checkpoint.json's layout; 2 added the sha256 of model.pt and vocab.txt.
 CHECKPOINT_FORMAT = 2
 
@@ -284,19 +283,16 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> str:
 
 
 def _verify_files(path: Path, meta: Mapping[str, Any]) -> None:
-    """The sha256 that checkpoint.json records for model.pt and vocab.txt must match the files."""
+    """checkpoint.json must record the sha256 of model.pt and vocab.txt, and model.pt must match it (vocab.txt
+    is checked where it is read: :func:`helpers.tokenizer.checkpoint_tokenizer`)."""
     recorded = meta.get("sha256")
     if not isinstance(recorded, Mapping):
         raise CheckpointError(
             f"checkpoint {path} records no sha256 of its files (format {meta.get('format')}, older than "
             f"{CHECKPOINT_FORMAT}), so a changed model.pt or vocab.txt could not be detected; re-run 01_train."
         )
-    for name in (WEIGHTS_FILE, VOCAB_FILE):
-        if sha256_file(path / name) != recorded.get(name):
-            raise CheckpointError(
-                f"{path / name} is not the file this checkpoint was saved with (its sha256 differs from "
-                f"{META_FILE}'s); it was edited or copied from another run. Re-run 01_train."
-            )
+    if sha256_file(path / WEIGHTS_FILE) != recorded.get(WEIGHTS_FILE):
+        raise changed_file_error(path / WEIGHTS_FILE)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkpoint:
@@ -316,10 +312,11 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkp
             raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing; re-run 01_train.")
     try:
         meta = read_json(path / META_FILE)
-        config, num_labels, max_len = meta["config"], int(meta["num_labels"]), int(meta["max_len"])
+        config, num_labels = meta["config"], int(meta["num_labels"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint metadata {path / META_FILE} is unreadable ({exc}); re-run 01_train.") from None
     _verify_files(path, meta)
+    tokenizer = checkpoint_tokenizer(path)
     root = path.resolve().parent
     if ArtifactPaths(root).checkpoint == path.resolve():
         problem = split_mismatch(root)
@@ -342,7 +339,6 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Checkp
             "the folder mixes two runs. Re-run 01_train."
         ) from None
     model.to(device).eval()
-    tokenizer = SentenceTokenizer(load_vocab(path / VOCAB_FILE), max_len=max_len)
     if tokenizer.vocab_size != int(config["vocab_size"]):
         raise CheckpointError(
             f"vocab.txt has {tokenizer.vocab_size} tokens but the model expects {config['vocab_size']}; re-run 01_train."

@@ -12,7 +12,7 @@ import torch
 from onnx import helper
 
 import helpers.backends as backends
-from helpers.backends import OrtBackend, OrtConfig, TorchBackend, predict_feed
+from helpers.backends import Backend, OrtBackend, OrtConfig, TorchBackend
 from helpers.bench.models import architecture_model
 from helpers.errors import BackendError, ExportError, InputError, MissingArtifactError
 from helpers.export import onnx_from_classifier, sample_feed
@@ -149,12 +149,25 @@ def test_batch_and_length_above_maximum(ort_backend):
         ort_backend.predict_logits(ids, seg)
 
 
-def test_feed_by_name(ort_backend):
-    ids, seg = sample_feed(2, 5, VOCAB)
-    out = predict_feed(ort_backend, {"input_ids": ids, "segment_ids": seg})
-    assert out.shape == (2, 2)
-    with pytest.raises(InputError, match=r"unknown \['token_type_ids'\], missing \['segment_ids'\]"):
-        predict_feed(ort_backend, {"input_ids": ids, "token_type_ids": seg})
+def test_token_range_is_checked_by_the_base_class():
+    """Every backend that knows its vocabulary refuses ids outside it before its own code runs."""
+
+    class Counting(Backend):
+        name, vocab_size, runs = "counting", 10, 0
+
+        def _run(self, input_ids, segment_ids):
+            self.runs += 1
+            return np.zeros((len(input_ids), 2), np.float32)
+
+    backend = Counting()
+    ids, seg = np.array([[2, 9, 3]], np.int32), np.zeros((1, 3), np.int32)
+    assert backend.predict_logits(ids, seg).shape == (1, 2)
+    for bad, shown in ((10, "from 2 to 10"), (-1, "from -1 to 9")):
+        with pytest.raises(InputError, match=rf"counting: token ids must lie in \[0, 10\) for this model, got values {shown}"):
+            backend.predict_logits(np.array([[2, 9, bad]], np.int32), seg)
+    assert backend.runs == 1
+    backend.vocab_size = None  # a backend that does not know its vocabulary checks no range
+    assert backend.predict_logits(np.array([[2, 99, 3]], np.int32), seg).shape == (1, 2)
 
 
 def test_closed_backend(plain_path):

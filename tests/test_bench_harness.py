@@ -9,7 +9,7 @@ import pytest
 
 from helpers.backends.base import Backend
 from helpers.bench import Shape, TimingConfig, random_feed, time_shape, time_side_by_side
-from helpers.bench.harness import FIRST_ORDINARY_ID, gc_paused, parse_ints, parse_shapes, shape_grid
+from helpers.bench.harness import FIRST_ORDINARY_ID, gc_paused, parse_shapes
 from helpers.bench.stats import LatencyStats, relative_spread
 from helpers.errors import BackendError, ConfigError
 
@@ -80,13 +80,8 @@ def test_shape_and_config_validation():
 
 
 def test_parameter_parsing():
-    assert parse_ints(" 1, 8,32 ") == [1, 8, 32]
     assert parse_shapes("1x200, 8X128") == [Shape(1, 200), Shape(8, 128)] and parse_shapes("") == []
-    assert [s.label for s in shape_grid([1, 8], [32, 64])] == ["1x32", "1x64", "8x32", "8x64"]
-    with pytest.raises(ConfigError, match="comma-separated integers"):
-        parse_ints("1,eight")
-    with pytest.raises(ConfigError, match="at least one positive"):
-        parse_ints("0")
+    assert Shape.parse(" 8 x 32") == Shape(8, 32)
     with pytest.raises(ConfigError, match="BATCHxSEQ_LEN"):
         Shape.parse("200")
 

@@ -1,4 +1,5 @@
-"""The benchmark record: is the machine quiet enough for CPU timings, and what a record holds."""
+"""The benchmark record: is the machine quiet enough for timings, and what a record holds (on a CPU machine and on a
+GPU machine alike)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,17 @@ def test_busy_cpu_warning_sentence():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the real /proc/stat")
-def test_captured_environment_records_cpu_busy():
+def test_captured_environment_records_the_machine_it_runs_on():
+    import torch
+
     env = system.capture_environment()
     assert isinstance(env["cpu_busy"], float) and env["host"]["usable_cpus"] >= 1
-    assert env["gpu"] is None and system.device_label(env).endswith(f"({env['host']['cpu_model']})")
+    if torch.cuda.is_available():  # a GPU machine: the record names CUDA device 0, as PyTorch sees it
+        props = torch.cuda.get_device_properties(0)
+        gpu = env["gpu"]
+        assert gpu["name"] == props.name and gpu["capability"] == f"{props.major}.{props.minor}"
+        assert gpu["device_count"] == torch.cuda.device_count() and gpu["torch_cuda"] == torch.version.cuda
+        assert system.device_label(env) == props.name
+    else:  # a CPU machine: no GPU is recorded, and the machine is named by its CPU
+        assert env["gpu"] is None
+        assert system.device_label(env) == f"{env['host']['usable_cpus']}-core CPU ({env['host']['cpu_model']})"

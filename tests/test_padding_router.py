@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from helpers.backends import Classifier, OrtBackend
-from helpers.backends.padding import RightPaddingRouter, right_padded, route_by_padding
+from helpers.backends.padding import RightPaddingRouter, right_padded
+from helpers.bench.harness import device_times
 from helpers.bench.models import architecture_model, ensure_onnx_set
 from helpers.errors import ConfigError
 from helpers.export import sample_feed
@@ -51,7 +52,7 @@ def graphs(tmp_path_factory):
 @pytest.fixture()
 def router(graphs):
     exact, fast = graphs
-    with route_by_padding(OrtBackend(exact), OrtBackend(fast), name="router") as r:
+    with RightPaddingRouter(OrtBackend(exact), OrtBackend(fast), name="router") as r:
         yield r
 
 
@@ -88,9 +89,12 @@ def test_padding_route_parity_passes_and_catches_a_router_that_always_takes_the_
 def test_limits_devices_and_device_timing(graphs):
     exact, fast = graphs
     small = OrtBackend(fast, max_batch=4, max_len=32)
-    router = route_by_padding(OrtBackend(exact), small)
+    router = RightPaddingRouter(OrtBackend(exact), small)
     assert (router.max_batch, router.max_len) == (4, 32) and router.name.endswith("-rightpad")
-    assert not hasattr(router, "device_compute_ms")  # CPU backends time no device work alone
+    ids, seg = sample_feed(2, 8, VOCAB, pad_inside=False)
+    with pytest.raises(NotImplementedError, match="does not time its device work alone"):
+        router.device_compute_ms(ids, seg, 3)  # CPU backends time no device work alone
+    assert device_times(router, ids, seg, 3) == []  # ... so the benchmark records none
     router.close()
 
     class Gpu(OrtBackend):
@@ -103,8 +107,7 @@ def test_limits_devices_and_device_timing(graphs):
         def device_compute_ms(self, input_ids, segment_ids, iters):
             return [1.0] * iters
 
-    timed = route_by_padding(Gpu(exact), Gpu(fast))
-    ids, seg = sample_feed(2, 8, VOCAB, pad_inside=False)
-    assert timed.device_compute_ms(ids, seg, 3) == [1.0, 1.0, 1.0]
+    timed = RightPaddingRouter(Gpu(exact), Gpu(fast))
+    assert timed.device_compute_ms(ids, seg, 3) == [1.0, 1.0, 1.0] and device_times(timed, ids, seg, 2) == [1.0, 1.0]
     with pytest.raises(ConfigError, match="two backends on one device"):
-        route_by_padding(Gpu(exact), OrtBackend(fast))
+        RightPaddingRouter(Gpu(exact), OrtBackend(fast))

@@ -14,14 +14,13 @@ from typing import Any
 
 from .base import Backend
 from .classifier import Classifier, Prediction, softmax
-from .feed import predict_feed
 from .onnxruntime import OrtBackend, OrtConfig
 from .registry import BACKENDS, BackendChoice, best_backend, model_files, open_backend
 from .torch_backend import TorchBackend
 
 # TensorRTBackend is left out of __all__ so that a star import never touches TensorRT.
 __all__ = ["BACKENDS", "Backend", "BackendChoice", "Classifier", "OrtBackend", "OrtConfig", "Prediction", "TorchBackend",
-           "best_backend", "model_files", "open_backend", "predict_feed", "softmax"]
+           "best_backend", "model_files", "open_backend", "softmax"]
 
 _LAZY = {"TensorRTBackend": ".tensorrt"}
 

@@ -3,7 +3,8 @@
 A backend turns token ids into logits and nothing else: it never tokenizes, never applies softmax, never
 knows about labels. Its feed is two integer arrays ``input_ids`` and ``segment_ids`` of shape
 ``[batch, seq_len]``; its result is a float32 array ``[batch, num_labels]``. The base class validates the
-feed once (names, rank, dtype, shape, limits) so that subclasses only implement :meth:`Backend._run`.
+feed once (type, rank, dtype, shape, limits, token-id range) so that subclasses only implement
+:meth:`Backend._run`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ class Backend(ABC):
     """Base class: validate the feed, then call :meth:`_run`.
 
     ``max_batch`` / ``max_len`` are the largest shapes the backend accepts (``None``: unlimited); the
-    :class:`~helpers.backends.Classifier` splits its work so that it never asks for more.
+    :class:`~helpers.backends.Classifier` splits its work so that it never asks for more. A backend that knows
+    its model's vocabulary sets ``vocab_size``, and token ids outside ``[0, vocab_size)`` are refused.
     """
 
     name: str = "backend"
     device: str = "cpu"
     precision: str = "fp32"
+    vocab_size: int | None = None
 
     def __init__(self, *, max_batch: int | None = None, max_len: int | None = None) -> None:
         self.max_batch = max_batch
@@ -73,6 +76,13 @@ class Backend(ABC):
                 f"{self.name}: sequence length {seq_len} is above this backend's maximum {self.max_len}; "
                 "truncate the text (the tokenizer's max_len does this)."
             )
+        if self.vocab_size is not None:
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= self.vocab_size:
+                raise InputError(
+                    f"{self.name}: token ids must lie in [0, {self.vocab_size}) for this model, got values from "
+                    f"{low} to {high}; encode texts with the checkpoint's own tokenizer."
+                )
         return (
             np.ascontiguousarray(ids, dtype=INPUT_DTYPE),
             np.ascontiguousarray(seg, dtype=INPUT_DTYPE),

@@ -19,7 +19,6 @@ from ..config import INPUT_NAMES, OUTPUT_NAME
 from ..errors import BackendError, ExportError, MissingArtifactError
 from ..export import check_contract, decode_metadata
 from .base import Backend
-from .feed import check_token_range
 
 #: ``OrtConfig.optimization_level`` names -> ``onnxruntime.GraphOptimizationLevel`` members.
 OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -135,7 +134,6 @@ class OrtBackend(Backend):
     def _run(self, input_ids: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         if self.session is None:
             raise BackendError(f"{self.name}: this backend was closed; create a new OrtBackend.")
-        check_token_range(self.name, input_ids, self.vocab_size)
         try:
             (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAMES[0]: input_ids, INPUT_NAMES[1]: segment_ids})
         except Exception as exc:  # onnxruntime raises its own pybind exception types

@@ -33,7 +33,7 @@ class RightPaddingRouter(Backend):
 
     Both backends must run the same model; ``fast`` may assume right padding (e.g. ONNX Runtime's fused
     attention with a 1-D mask index, 02's ``model.fused.fp16.rightpad.onnx``). The router owns both and closes
-    both. ``calls`` counts the batches each one ran. Make one with :func:`route_by_padding`.
+    both. ``calls`` counts the batches each one ran.
     """
 
     def __init__(self, exact: Backend, fast: Backend, *, name: str | None = None) -> None:
@@ -56,6 +56,16 @@ class RightPaddingRouter(Backend):
         self.calls["fast" if backend is self.fast else "exact"] += 1
         return backend._run(input_ids, segment_ids)
 
+    def device_compute_ms(self, input_ids: np.ndarray, segment_ids: np.ndarray, iters: int) -> list[float]:
+        """Device time of the backend this batch goes to, inputs already on the device (GPU backends time
+        their device work alone); :class:`NotImplementedError` when that backend cannot."""
+        ids, seg = self.validate_feed(input_ids, segment_ids)
+        backend = self.choose(ids)
+        timer = getattr(backend, "device_compute_ms", None)
+        if timer is None:
+            raise NotImplementedError(f"{self.name}: {backend.name} does not time its device work alone.")
+        return timer(ids, seg, iters)
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update({"router": "right-padded batches -> fast, others -> exact", "calls": dict(self.calls),
@@ -65,22 +75,6 @@ class RightPaddingRouter(Backend):
     def close(self) -> None:
         self.exact.close()
         self.fast.close()
-
-
-class _DeviceTimedRouter(RightPaddingRouter):
-    """A router over two backends that both time their device work alone (GPU backends)."""
-
-    def device_compute_ms(self, input_ids: np.ndarray, segment_ids: np.ndarray, iters: int) -> list[float]:
-        """GPU compute time of the backend this batch goes to, inputs already on the device."""
-        ids, seg = self.validate_feed(input_ids, segment_ids)
-        return self.choose(ids).device_compute_ms(ids, seg, iters)
-
-
-def route_by_padding(exact: Backend, fast: Backend, *, name: str | None = None) -> RightPaddingRouter:
-    """A :class:`RightPaddingRouter`; it also reports device compute time when both backends do (as the
-    benchmark harness asks of GPU backends)."""
-    timed = all(callable(getattr(b, "device_compute_ms", None)) for b in (exact, fast))
-    return (_DeviceTimedRouter if timed else RightPaddingRouter)(exact, fast, name=name)
 
 
 def _smallest(values: Any) -> int | None:

@@ -160,9 +160,21 @@ def best_backend(files: Mapping[str, str | os.PathLike[str]], device: str, *, de
             if refusals[runtime] is not None:
                 passed.append(f"{name}: {refusals[runtime]}")
                 continue
-        return BackendChoice(name, tuple(present[k] for k in spec(name).files), tuple(passed))
-    raise BackendError(f"no model file to run on the {device} ({'; '.join(passed)}); run 02_onnx_export "
+        return BackendChoice(name, tuple(present[k] for k in spec(name).files), _grouped(passed))
+    raise BackendError(f"no model file to run on the {device} ({'; '.join(_grouped(passed))}); run 02_onnx_export "
                        "(and 04_build_engine for TensorRT) first.")
+
+
+def _grouped(passed: list[str]) -> tuple[str, ...]:
+    """``name: reason`` lines, with neighbours that share a reason joined: ``a, b: reason``."""
+    out: list[tuple[list[str], str]] = []
+    for line in passed:
+        name, reason = line.split(": ", 1)
+        if out and out[-1][1] == reason:
+            out[-1][0].append(name)
+        else:
+            out.append(([name], reason))
+    return tuple(f"{', '.join(names)}: {reason}" for names, reason in out)
 
 
 def open_backend(name: str, files: Mapping[str, str | os.PathLike[str]], *, device_id: int = 0, threads: int = 0,

@@ -8,7 +8,6 @@ import numpy as np
 
 from ..errors import BackendError
 from .base import Backend
-from .feed import check_token_range
 
 
 class TorchBackend(Backend):
@@ -48,7 +47,6 @@ class TorchBackend(Backend):
         torch = self._torch
         if self.model is None:
             raise BackendError("pytorch: this backend was closed; create a new TorchBackend.")
-        check_token_range(self.name, input_ids, self.vocab_size)
         with torch.inference_mode():
             ids = torch.from_numpy(input_ids).to(self.device)
             seg = torch.from_numpy(segment_ids).to(self.device)

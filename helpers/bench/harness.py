@@ -13,8 +13,9 @@ How a number is made (and why):
   host float32 logits out. For a GPU backend that includes the host->device copies, the launch, the
   device->host copy and the synchronisation that the copy implies: what a caller waits for.
 * **GPU compute beside it.** A backend that can also time its device work alone (inputs already on the
-  device, timed with CUDA events or a synchronised clock) implements :class:`ReportsDeviceCompute`; its
-  samples are recorded as ``device_compute``.
+  device, timed with CUDA events or a synchronised clock) has a method
+  ``device_compute_ms(input_ids, segment_ids, iters) -> list[float]`` (one that raises
+  ``NotImplementedError`` cannot, this time); its samples are recorded as ``device_compute``.
 * **Real inputs.** Token ids are random (never zeros, never padding), drawn from ``input_sets`` different
   feeds that rotate, so no backend is timed on a single cached input. Outputs are checked to be finite
   and, where a reference backend is in the line-up, compared with it (``max_abs_diff``).
@@ -30,7 +31,7 @@ import gc
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -71,25 +72,9 @@ class Shape:
         return self.batch * self.seq_len
 
 
-def parse_ints(text: str) -> list[int]:
-    """``"1,8,32"`` -> ``[1, 8, 32]`` (for notebook parameters given as text)."""
-    try:
-        values = [int(p) for p in str(text).replace(" ", "").split(",") if p]
-    except ValueError:
-        raise ConfigError(f"expected comma-separated integers like '1,8,32', got {text!r}.") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"expected at least one positive integer, got {text!r}.")
-    return values
-
-
 def parse_shapes(text: str) -> list[Shape]:
     """``"1x200, 8x128"`` -> ``[Shape(1, 200), Shape(8, 128)]``; an empty text gives no shapes."""
     return [Shape.parse(p) for p in str(text).split(",") if p.strip()]
-
-
-def shape_grid(batches: Sequence[int], seq_lens: Sequence[int]) -> list[Shape]:
-    """Every ``batch x seq_len`` combination, batch-major."""
-    return [Shape(b, s) for b in batches for s in seq_lens]
 
 
 @dataclass(frozen=True)
@@ -112,15 +97,6 @@ class TimingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@runtime_checkable
-class ReportsDeviceCompute(Protocol):
-    """A backend that can time its device work alone, inputs already resident on the device."""
-
-    def device_compute_ms(self, input_ids: np.ndarray, segment_ids: np.ndarray, iters: int) -> list[float]:
-        """Stage the feed on the device once, run ``iters`` times, return each run's device time in ms."""
-        ...
 
 
 @dataclass
@@ -173,6 +149,11 @@ class Skip:
         return asdict(self)
 
 
+def device_kind(device: str) -> str:
+    """``cpu`` or ``cuda`` for a backend's device (``cuda:1`` is ``cuda``)."""
+    return device.split(":")[0]
+
+
 def random_feed(shape: Shape, vocab_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random ordinary token ids (no padding, no specials) and all-zero segment ids of ``shape``."""
     if vocab_size <= FIRST_ORDINARY_ID:
@@ -192,6 +173,17 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def device_times(backend: Backend, ids: np.ndarray, seg: np.ndarray, iters: int) -> list[float]:
+    """``backend.device_compute_ms(ids, seg, iters)`` where the backend times its device work alone, else []."""
+    timer = getattr(backend, "device_compute_ms", None)
+    if timer is None:
+        return []
+    try:
+        return list(timer(ids, seg, iters))
+    except NotImplementedError:
+        return []
 
 
 def _call_ms(backend: Backend, ids: np.ndarray, seg: np.ndarray) -> tuple[float, np.ndarray]:
@@ -268,8 +260,7 @@ def time_shape(
                     ids, seg = feeds[(r * per_round[name] + i) % len(feeds)]
                     round_samples.append(_call_ms(b, ids, seg)[0])
                 samples[name].append(round_samples)
-                if isinstance(b, ReportsDeviceCompute):
-                    device[name].extend(b.device_compute_ms(*feeds[r % len(feeds)], per_round[name]))
+                device[name].extend(device_times(b, *feeds[r % len(feeds)], per_round[name]))
     ref_out = outputs.get(reference) if reference else None
     result = []
     for name in names:

@@ -1,72 +1,58 @@
-"""Which backends a benchmark compares, built for one model, with a recorded reason for each one missing.
+"""Which backends a benchmark compares on this machine, and why the others were skipped.
 
-Names used in results (the key of each backend):
+The names and the way each backend is opened come from :mod:`helpers.backends.registry`; this module only
+decides which names run here (CPU backends always, GPU backends where PyTorch sees a GPU), records a
+:class:`~helpers.bench.harness.Skip` with its reason for each one that cannot, and holds the rules for shapes
+a backend sits out (CPU backends above a token budget, ``torch.compile`` beyond its few shapes).
 
-| name | what | where |
-|---|---|---|
-| ``pytorch`` | PyTorch fp32 eager (:class:`~helpers.backends.torch_backend.TorchBackend`) | CPU |
-| ``onnxruntime`` / ``-fused`` / ``-int8`` | ONNX Runtime on the plain, fused and INT8 graphs | CPU |
-| ``pytorch-cuda`` | PyTorch fp32 eager | GPU |
-| ``torch-cuda-fp16`` / ``-graph`` | fp16 eager; fp16 CUDA-graph replay | GPU |
-| ``torch-compile-fp16-<mode>`` | ``torch.compile`` fp16 | GPU |
-| ``ort-cuda-fp16-graph`` | ONNX Runtime CUDA, FP16 graph of standard ops, I/O binding + CUDA graph | GPU, needs onnxruntime-gpu |
-| ``ort-cuda-fused-fp16-graph`` | the same on the GPU-fused FP16 graph (``Attention``, SkipLayerNorm) | GPU, needs onnxruntime-gpu |
-| ``ort-cuda-fused-fp16-rightpad-graph`` | the same, right-padded batches on the 1-D mask index graph (fused attention kernels), others on the exact one (:mod:`helpers.backends.padding`) | GPU, needs onnxruntime-gpu |
-| ``tensorrt-fp32`` / ``tensorrt-fp16`` | TensorRT engines from notebook 04 | GPU, needs TensorRT |
-
-A backend that cannot be built here (no GPU, no onnxruntime-gpu, no TensorRT, a missing file) is not an
-error: it becomes a :class:`~helpers.bench.harness.Skip` whose reason the notebook shows. For TensorRT that
-is only a missing TensorRT (or CUDA binding) or a missing engine: an engine whose sidecar does not fit (built
-from another ONNX, TensorRT or GPU) or a runtime that fails stops the run, because benchmarking a stale engine
-or hiding a failure behind "not available" would publish numbers that mean nothing.
+A backend that cannot be opened here (no GPU, no onnxruntime-gpu, no TensorRT, a missing file) is not an
+error: it becomes a skip whose reason the notebook shows. For TensorRT that is only a missing TensorRT (or a
+runtime that refuses this GPU) or a missing engine: an engine whose sidecar does not fit (built from another
+ONNX, TensorRT or GPU) or a runtime that fails stops the run, because benchmarking a stale engine or hiding a
+failure behind "not available" would publish numbers that mean nothing.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..backends.base import Backend
-from ..backends.padding import route_by_padding
+from ..backends.registry import BACKENDS, open_backend
 from ..errors import BackendError, EngineMismatchError, ExportError, MissingArtifactError, TensorRTUnavailableError
-from .harness import Skip
-from .system import ThreadSettings
+from ..machine import usable_cpus
+from .harness import Measurement, Shape, Skip, SkipRule, TimingConfig, device_kind, parse_shapes, time_side_by_side
+from .results import AccuracyRecord, BenchResult
 
 CPU_BACKENDS: tuple[str, ...] = ("pytorch", "onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
-GPU_BACKENDS: tuple[str, ...] = ("pytorch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graph", "torch-compile",
-                                 "ort-cuda", "ort-cuda-fused", "ort-cuda-fused-rightpad", "tensorrt-fp32", "tensorrt-fp16")
+GPU_BACKENDS: tuple[str, ...] = ("pytorch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-graph", "torch-compile-fp16-max-autotune",
+                                 "ort-cuda-fp16-graph", "ort-cuda-fused-fp16-graph", "ort-cuda-fused-fp16-rightpad-graph",
+                                 "tensorrt-fp32", "tensorrt-fp16")
 #: Speedups are reported over PyTorch fp32 eager on the same kind of device.
 BASELINES = {"cpu": "pytorch", "cuda": "pytorch-cuda"}
 #: Reference backends for logits and predictions, in order of preference (both PyTorch fp32 eager).
 REFERENCES = ("pytorch-cuda", "pytorch")
 #: Errors that mean "this backend is not available here", recorded as skips rather than raised.
 UNAVAILABLE = (BackendError, MissingArtifactError, TensorRTUnavailableError, EngineMismatchError, ExportError)
-#: The same for TensorRT: no TensorRT (or CUDA binding) here, or no engine file. Anything else is raised.
+#: The same for TensorRT: no TensorRT here (or none that runs on this GPU), or no engine file.
 TENSORRT_UNAVAILABLE = (TensorRTUnavailableError, MissingArtifactError)
-_ORT_VARIANTS = {"onnxruntime": "plain", "onnxruntime-fused": "fused", "onnxruntime-int8": "int8"}
-
-
-@dataclass(frozen=True)
-class LineupConfig:
-    """Which backends to build. ``cpu`` / ``gpu`` list the names above (``torch-compile``, ``ort-cuda``,
-    ``ort-cuda-fused`` and ``ort-cuda-fused-rightpad`` stand for their configured variants)."""
-
-    cpu: tuple[str, ...] = CPU_BACKENDS
-    gpu: tuple[str, ...] = GPU_BACKENDS
-    compile_mode: str = "max-autotune"
-    ort_cuda_graph: bool = True
-    graph_max_shapes: int = 128
 
 
 @dataclass
 class Lineup:
-    """Backends by name, plus the skipped ones with reasons. Close it to free sessions and GPU memory."""
+    """Backends of one model by name, the skipped ones with reasons, and the shapes each one sits out.
+
+    :meth:`time` times them at shapes, :meth:`classify` runs texts through each one's
+    :class:`~helpers.backends.Classifier`; both add to a :class:`~helpers.bench.BenchResult`. Close the
+    line-up (or use it in a ``with`` block) to free sessions and GPU memory.
+    """
 
     model: str
+    vocab_size: int
     backends: dict[str, Backend] = field(default_factory=dict)
     skipped: list[Skip] = field(default_factory=list)
+    skip_rule: SkipRule | None = None
 
     @property
     def reference(self) -> str | None:
@@ -74,13 +60,51 @@ class Lineup:
         shape quickly), else on the CPU; None when neither was built."""
         return next((n for n in REFERENCES if n in self.backends), None)
 
-    def only(self, *names: str) -> dict[str, Backend]:
-        """The built backends among ``names`` (in the line-up's order)."""
-        return {n: b for n, b in self.backends.items() if n in names}
+    def _record_skips(self, result: BenchResult) -> None:
+        result.add(skipped=[s for s in self.skipped if s not in result.skipped])
 
-    def on(self, device: str) -> dict[str, Backend]:
-        """The built backends on ``device`` (``cpu`` or ``cuda``)."""
-        return {n: b for n, b in self.backends.items() if b.device == device}
+    def time(self, result: BenchResult, shapes: str | Sequence[str | Shape],
+             log: Callable[[str], None] | None = print) -> list[Measurement]:
+        """Time every backend at ``shapes`` (``"1x200, 8x128"``, or a list of such texts or :class:`Shape` s) side
+        by side with the result's timing settings; add the measurements and skips to ``result``; return the
+        measurements."""
+        shapes = parse_shapes(shapes) if isinstance(shapes, str) else \
+            [Shape.parse(s) if isinstance(s, str) else s for s in shapes]
+        timing = TimingConfig(**result.timing)
+        measured, skipped = time_side_by_side(self.backends, shapes, timing, model=self.model,
+                                              vocab_size=self.vocab_size, reference=self.reference,
+                                              skip_rule=self.skip_rule, log=log)
+        self._record_skips(result)
+        result.add(measured, skipped)
+        return measured
+
+    def classify(self, result: BenchResult, tokenizer: Any, labels: Sequence[str], texts: Sequence[str],
+                 targets: Any, *, dataset: str, rounds: int = 3, only: str = "all",
+                 log: Callable[[str], None] | None = print) -> list[AccuracyRecord]:
+        """Classify ``texts`` with every backend's :class:`~helpers.backends.Classifier` and time it beside the
+        same backend on the same batches alone (:func:`~helpers.bench.texts.time_texts`); add to ``result``.
+        ``rounds`` timed rounds per backend and bucketing setting, fewer for a backend whose rounds outlast the
+        result's ``time_budget_s``.
+
+        ``only``: ``all``, or comma-separated backend names (the others are recorded as skipped).
+        ``torch.compile`` backends sit this out: every new batch shape would compile anew."""
+        from .texts import time_texts
+
+        wanted = None if only == "all" else {n.strip() for n in only.split(",") if n.strip()}
+
+        def leave_out(name: str) -> str | None:
+            if name.startswith("torch-compile"):
+                return "compiles every new batch shape"
+            if wanted is not None and name not in wanted:
+                return "not among the backends asked for (bench_text_backends)"
+            return None
+
+        records, skipped = time_texts(self.backends, tokenizer, labels, texts, targets, model=self.model,
+                                      dataset=dataset, reference=self.reference, rounds=rounds, exclude=leave_out,
+                                      time_budget_s=float(result.timing.get("time_budget_s", 0.0)), log=log)
+        self._record_skips(result)
+        result.add(accuracy=records, skipped=skipped)
+        return records
 
     def close(self) -> None:
         for b in self.backends.values():
@@ -94,127 +118,63 @@ class Lineup:
         self.close()
 
 
-def _try(lineup: Lineup, name: str, make: Callable[[], Backend],
-         unavailable: tuple[type[Exception], ...] = UNAVAILABLE) -> None:
-    try:
-        lineup.backends[name] = make()
-    except unavailable as exc:
-        lineup.skipped.append(Skip(lineup.model, name, "*", str(exc)))
+def build_lineup(model: Any, files: Mapping[str, Path], *, name: str, names: Sequence[str] | None = None,
+                 threads: int = 0, device_id: int = 0, cpu_max_tokens: int = 0, compile_shapes: str = "1x200",
+                 compile_mode: str = "max-autotune", cuda: bool | None = None) -> Lineup:
+    """Open the backends ``names`` (default: every CPU backend and :data:`GPU_BACKENDS` with ``compile_mode``)
+    for ``model`` (a SentimentClassifier on the CPU) and its model ``files`` (:func:`~helpers.backends.model_files`).
 
-
-def _tensorrt_backend(engine: Path | None, precision: str, onnx: Mapping[str, Path]) -> Backend:
-    """A TensorRT backend over notebook 04's engine, checked against the ONNX file its sidecar names, so that
-    an engine built from an older export is refused rather than benchmarked."""
-    if engine is None:
-        raise MissingArtifactError(f"tensorrt-{precision}: no {precision} engine for this model; notebook "
-                                   "04_build_engine builds one where TensorRT is installed.")
-    from ..backends.tensorrt import TensorRTBackend
-    from ..trt.compat import import_tensorrt
-    from ..trt.metadata import read_metadata
-    from ..trt.rtx import RtxRuntimeSettings, has_rtx_runtime
-
-    trt = import_tensorrt()  # no TensorRT here: a skip, whatever the engine's state
-    built_from = read_metadata(engine).onnx_file
-    source = next((Path(p) for p in onnx.values() if p is not None and Path(p).name == built_from), None)
-    if source is None:
-        raise EngineMismatchError(f"tensorrt-{precision}: {Path(engine).name} was built from {built_from}, which is "
-                                  f"not one of this model's ONNX files {sorted(Path(p).name for p in onnx.values() if p)}; "
-                                  "rebuild it with 04_build_engine.")
-    # TensorRT-RTX: compile each shape's specialised kernels before running it ("eager"), so that the warm-up,
-    # not the timed calls, pays for them (its default, "lazy", times fallback kernels until they are ready).
-    rtx = RtxRuntimeSettings(kernel_specialization="eager") if has_rtx_runtime(trt) else RtxRuntimeSettings()
-    return TensorRTBackend(engine, onnx_path=source, trt=trt, rtx=rtx)
-
-
-def build_lineup(model: Any, onnx: Mapping[str, Path], *, name: str, threads: ThreadSettings,
-                 config: LineupConfig = LineupConfig(), engines: Mapping[str, Path] | None = None,
-                 cuda: bool | None = None) -> Lineup:
-    """Build the backends of ``config`` for ``model`` (a SentimentClassifier on the CPU) and its ONNX files.
-
-    ``onnx`` maps variant (``plain``, ``fused``, ``int8``, ``fp16``, ``fused-fp16``) to a file; ``engines`` maps
-    ``fp32``/``fp16`` to TensorRT engine files. ``cuda=None`` asks PyTorch whether a GPU is there.
+    ``threads``: CPU threads of every CPU backend (0: every usable CPU, as
+    :func:`~helpers.bench.system.fix_cpu_threads` gives PyTorch). ``cpu_max_tokens``: CPU backends sit out
+    shapes of more tokens per call (0: never). ``torch.compile`` backends run only at ``compile_shapes``.
+    ``cuda=None`` asks PyTorch whether a GPU is there. Unknown names are refused before anything opens.
     """
     import torch
 
-    from ..backends.onnxruntime import OrtBackend, OrtConfig
-    from ..backends.onnxruntime_cuda import OrtCudaBackend, OrtCudaConfig
-    from ..backends.torch_backend import TorchBackend
-    from ..backends.torch_gpu import TorchCudaBackend, TorchCudaConfig
-
-    lineup = Lineup(name)
-    ort_config = OrtConfig(intra_op_threads=threads.ort_intra_op, inter_op_threads=threads.ort_inter_op)
-    for key in config.cpu:
-        if key == "pytorch":
-            _try(lineup, key, lambda: TorchBackend(model, "cpu"))
-        elif key in _ORT_VARIANTS:
-            path = onnx.get(_ORT_VARIANTS[key])
-            _try(lineup, key, lambda p=path, k=key: OrtBackend(_need(p, k), ort_config))
-        else:
-            raise BackendError(f"unknown CPU backend {key!r}; choose from {CPU_BACKENDS}.")
+    if names is None:
+        names = CPU_BACKENDS + tuple(n.replace("max-autotune", compile_mode) if n.startswith("torch-compile") else n
+                                     for n in GPU_BACKENDS)
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise BackendError(f"unknown backends {unknown}; the known backends are {', '.join(BACKENDS)}.")
+    lineup = Lineup(name, int(model.config["vocab_size"]),
+                    skip_rule=combine(cpu_token_rule(cpu_max_tokens),
+                                      only_at("torch-compile", {(s.batch, s.seq_len) for s in parse_shapes(compile_shapes)})))
     has_cuda = torch.cuda.is_available() if cuda is None else cuda
-    for key in config.gpu:
-        if key not in GPU_BACKENDS:
-            raise BackendError(f"unknown GPU backend {key!r}; choose from {GPU_BACKENDS}.")
-        if not has_cuda:
+    n_threads = int(threads) or usable_cpus()
+    for key in names:
+        if BACKENDS[key].device == "gpu" and not has_cuda:
             lineup.skipped.append(Skip(name, key, "*", f"no CUDA GPU here (PyTorch {torch.__version__} sees none)."))
             continue
-        if key == "pytorch-cuda":
-            _try(lineup, key, lambda: TorchBackend(copy.deepcopy(model), "cuda"))
-        elif key == "torch-cuda-fp16":
-            _try(lineup, key, lambda: TorchCudaBackend(model, TorchCudaConfig()))
-        elif key == "torch-cuda-fp16-graph":
-            cfg = TorchCudaConfig(mode="cuda_graph", max_shapes=config.graph_max_shapes)
-            _try(lineup, key, lambda: TorchCudaBackend(model, cfg))
-        elif key == "torch-compile":
-            cfg = TorchCudaConfig(mode="compile", compile_mode=config.compile_mode)
-            _try(lineup, cfg.name, lambda: TorchCudaBackend(model, cfg))
-        elif key in ("ort-cuda", "ort-cuda-fused", "ort-cuda-fused-rightpad"):
-            cfg_o = OrtCudaConfig(cuda_graph=config.ort_cuda_graph, max_shapes=config.graph_max_shapes)
-            variant = {"ort-cuda": "fp16", "ort-cuda-fused": "fused-fp16", "ort-cuda-fused-rightpad": "fused-fp16-rightpad"}[key]
-            label = f"ort-cuda-{variant}" + ("-graph" if config.ort_cuda_graph else "")
-
-            def ort_cuda(v: str, n: str) -> Backend:
-                return OrtCudaBackend(_need(onnx.get(v), n), cfg_o, precision="fp16", name=n)
-
-            if key == "ort-cuda-fused-rightpad":  # the exact graph for any batch, the fast one where it is right
-                _try(lineup, label, lambda n=label: route_by_padding(ort_cuda("fused-fp16", n + " (exact)"),
-                                                                     ort_cuda("fused-fp16-rightpad", n + " (fast)"), name=n))
-            else:
-                _try(lineup, label, lambda v=variant, n=label: ort_cuda(v, n))
-        else:
-            precision = key.split("-")[1]
-            _try(lineup, key, lambda p=precision: _tensorrt_backend((engines or {}).get(p), p, onnx),
-                 unavailable=TENSORRT_UNAVAILABLE)
+        unavailable = TENSORRT_UNAVAILABLE if key.startswith("tensorrt-") else UNAVAILABLE
+        try:
+            lineup.backends[key] = open_backend(key, files, device_id=device_id, threads=n_threads, model=model)
+        except unavailable as exc:
+            lineup.skipped.append(Skip(name, key, "*", str(exc)))
     return lineup
 
 
-def _need(path: Path | None, key: str) -> Path:
-    if path is None or not Path(path).is_file():
-        raise MissingArtifactError(f"{key}: ONNX file {path} is missing; run notebook 02_onnx_export first.")
-    return Path(path)
-
-
-def cpu_token_rule(max_tokens: int) -> Callable[[str, Backend, Any], str | None]:
+def cpu_token_rule(max_tokens: int) -> SkipRule:
     """A skip rule: CPU backends skip shapes of more than ``max_tokens`` tokens (0: never)."""
-    def rule(name: str, backend: Backend, shape: Any) -> str | None:
-        if max_tokens and backend.device == "cpu" and shape.tokens > max_tokens:
+    def rule(name: str, backend: Backend, shape: Shape) -> str | None:
+        if max_tokens and device_kind(backend.device) == "cpu" and shape.tokens > max_tokens:
             return f"CPU backends are timed up to {max_tokens} tokens per call (bench_cpu_max_tokens)"
         return None
     return rule
 
 
-def only_at(names_prefix: str, shapes: set[tuple[int, int]]) -> Callable[[str, Backend, Any], str | None]:
+def only_at(names_prefix: str, shapes: set[tuple[int, int]]) -> SkipRule:
     """A skip rule: backends whose name starts with ``names_prefix`` run only at ``shapes``."""
-    def rule(name: str, backend: Backend, shape: Any) -> str | None:
+    def rule(name: str, backend: Backend, shape: Shape) -> str | None:
         if name.startswith(names_prefix) and (shape.batch, shape.seq_len) not in shapes:
             return f"{names_prefix} compiles every new shape; timed only at {sorted(shapes)} (bench_compile_shapes)"
         return None
     return rule
 
 
-def combine(*rules: Callable[[str, Backend, Any], str | None]) -> Callable[[str, Backend, Any], str | None]:
+def combine(*rules: SkipRule) -> SkipRule:
     """A skip rule giving the first reason of ``rules``."""
-    def rule(name: str, backend: Backend, shape: Any) -> str | None:
+    def rule(name: str, backend: Backend, shape: Shape) -> str | None:
         for r in rules:
             reason = r(name, backend, shape)
             if reason:

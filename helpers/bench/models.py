@@ -9,7 +9,7 @@ recipe notebook 02 uses for the trained model.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +21,50 @@ from ..export import ONNX_FILES
 CHINESE_BERT_VOCAB = 21128
 
 
-
 @dataclass(frozen=True)
 class ArchitectureModel:
-    """A randomly initialised classifier of a named model size, and what its ONNX export needs."""
+    """A randomly initialised classifier of a named model size, what its ONNX export needs, and the model
+    files written for it (variant -> path, as :func:`~helpers.backends.model_files` gives them)."""
 
     model: Any
     model_size: str
     vocab_size: int
     labels: tuple[str, ...] = ("negative", "positive")
     max_len: int = 512
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Its name in benchmark results: ``arch-<model size>``."""
+        return f"arch-{self.model_size}"
 
 
-def architecture_model(model_size: str = "base", vocab_size: int = CHINESE_BERT_VOCAB,
-                       seed: int = 0) -> ArchitectureModel:
-    """The classifier of ``model_size`` (e.g. ``base`` = BERT-base) with seeded random weights, in eval mode."""
+#: The ONNX variants an architecture study writes: the CPU ones, and on a GPU machine the FP16 ones.
+CPU_VARIANTS = ("plain", "fused", "int8")
+GPU_VARIANTS = ("fp16", "fused-fp16", "fused-fp16-rightpad")
+
+
+def architecture_model(model_size: str = "base", vocab_size: int = CHINESE_BERT_VOCAB, seed: int = 0, *,
+                       onnx_dir: str | os.PathLike[str] | None = None, log: Any = print) -> ArchitectureModel:
+    """The classifier of ``model_size`` (e.g. ``base`` = BERT-base) with seeded random weights, in eval mode.
+
+    With ``onnx_dir``, its ONNX variants are written there where missing (:func:`ensure_onnx_set`: the CPU
+    variants, plus the FP16 ones where PyTorch sees a GPU) and listed in ``files``. For BERT-base that is
+    about 880 MB on a CPU machine, more on a GPU one (its FP16 graphs too).
+    """
     import torch
 
+    from ..config import has_cuda
     from ..model import SentimentClassifier, bert_config
 
     size = resolve_model_size(model_size)
     torch.manual_seed(seed)
     model = SentimentClassifier(bert_config(size, vocab_size), num_labels=2).eval()
-    return ArchitectureModel(model, size.name, vocab_size)
+    arch = ArchitectureModel(model, size.name, vocab_size)
+    if onnx_dir is None:
+        return arch
+    variants = CPU_VARIANTS + (GPU_VARIANTS if has_cuda() else ())
+    return replace(arch, files=ensure_onnx_set(arch, onnx_dir, variants, log=log))
 
 
 def onnx_paths(folder: str | os.PathLike[str]) -> dict[str, Path]:

@@ -1,8 +1,9 @@
-"""Plots of benchmark results: latency against sequence length, and speedup over a baseline.
+"""Plots of benchmark results: latency against sequence length, speedup over a baseline, one shape's bars,
+and texts per second end to end beside the model alone.
 
-Figures are built as :class:`matplotlib.figure.Figure` objects without touching pyplot's global state, so
-they work the same in a notebook (which displays a returned figure), in a script and in tests; save them
-with :func:`save_figure`, which writes atomically.
+Figures are made with pyplot (``plt.subplots``), as a notebook expects: save one with :func:`save_figure`
+(atomically), then ``plt.show()`` draws it as an image in the notebook; a script closes it with
+``plt.close(fig)`` after saving.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..io import atomic_write
+from .harness import device_kind
 from .report import speedups
 from .results import BenchResult
 
@@ -30,15 +35,14 @@ def _batches(result: BenchResult, model: str, batches: Sequence[int] | None) -> 
 
 
 def _grid(n: int, title: str) -> tuple[Figure, list]:
-    fig = Figure(figsize=(4.2 * n + 2.4, 4.0), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    fig, axes = plt.subplots(1, n, squeeze=False, figsize=(4.2 * n + 2.4, 4.0), layout="constrained")
     fig.suptitle(title)
-    return fig, list(axes)
+    return fig, list(axes[0])
 
 
 def _styles(result: BenchResult, model: str) -> dict[str, dict]:
     """One colour per backend, the same in every panel; squares for CPU backends, circles for GPU ones."""
-    devices = {m.backend: m.device for m in result.select(model=model)}
+    devices = {m.backend: device_kind(m.device) for m in result.select(model=model)}
     return {name: {"color": f"C{i % 10}", "marker": "s" if dev == "cpu" else "o"}
             for i, (name, dev) in enumerate(devices.items())}
 
@@ -76,12 +80,16 @@ def plot_latency_vs_seq(result: BenchResult, model: str, batches: Sequence[int] 
 
 def plot_speedup(result: BenchResult, model: str, baseline: str, batches: Sequence[int] | None = None,
                  title: str | None = None) -> Figure:
-    """Speedup (baseline median / backend median) against sequence length, one panel per batch size."""
-    chosen = _batches(result, model, batches)
+    """Speedup (baseline median / backend median) against sequence length of the backends on the baseline's
+    kind of device, one panel per batch size."""
     ratio = speedups(result, model, baseline)
     if not ratio:
         raise ConfigError(f"baseline {baseline!r} has no measurements of model {model!r}; choose one of "
                           f"{sorted({m.backend for m in result.select(model=model)})}.")
+    device = device_kind(result.select(model=model, backend=baseline)[0].device)
+    result = BenchResult(result.environment, result.timing,
+                         [m for m in result.select(model=model) if device_kind(m.device) == device])
+    chosen = _batches(result, model, batches)
     fig, axes = _grid(len(chosen), title or f"{model}: speedup over {baseline} (higher is better)")
     styles = _styles(result, model)
     for ax, batch in zip(axes, chosen):
@@ -108,12 +116,11 @@ def plot_shape_bars(result: BenchResult, model: str, batch: int, seq_len: int, t
     ms = sorted(result.select(model=model, batch=batch, seq_len=seq_len), key=lambda m: m.latency.median_ms)
     if not ms:
         raise ConfigError(f"no measurements of {model!r} at {batch}x{seq_len} to plot.")
-    fig = Figure(figsize=(7, 0.45 * len(ms) + 1.5), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(ms) + 1.5), layout="constrained")
     y = range(len(ms))
     med = [m.latency.median_ms for m in ms]
     err = [[0] * len(ms), [m.latency.p90_ms - m.latency.median_ms for m in ms]]
-    colors = ["tab:orange" if m.device == "cpu" else "tab:green" for m in ms]
+    colors = ["tab:orange" if device_kind(m.device) == "cpu" else "tab:green" for m in ms]
     ax.barh(list(y), med, xerr=err, color=colors, alpha=0.85, ecolor="0.3", capsize=2)
     ax.set_yticks(list(y), [f"{m.backend} ({m.device})" for m in ms])
     ax.invert_yaxis()
@@ -126,32 +133,33 @@ def plot_shape_bars(result: BenchResult, model: str, batch: int, seq_len: int, t
     return fig
 
 
+def plot_text_rates(result: BenchResult, model: str, title: str | None = None) -> Figure:
+    """Sentences per second of each backend through the Classifier (texts in, labels out) beside the same
+    batches through the backend alone, with length bucketing; the tokenizer alone as a dashed line, and
+    its share of each end-to-end time as a label."""
+    recs = sorted((a for a in result.accuracy if a.model == model and a.bucketing and a.model_only_seconds),
+                  key=lambda a: a.sentences_per_s)
+    if not recs:
+        raise ConfigError(f"no text rates of model {model!r} to plot; run Lineup.classify first (models with "
+                          f"text rates: {sorted({a.model for a in result.accuracy if a.model_only_seconds})}).")
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(recs) + 1.8), layout="constrained")
+    y = np.arange(len(recs))
+    ax.barh(y + 0.2, [a.model_only_per_s for a in recs], height=0.4, color="0.75", label="model only (same batches)")
+    ax.barh(y - 0.2, [a.sentences_per_s for a in recs], height=0.4, color="tab:blue", label="end to end (Classifier)")
+    for i, a in zip(y, recs):
+        ax.text(a.sentences_per_s * 1.05, i - 0.2, f"{a.sentences_per_s:,.0f}/s, tokenizer "
+                f"{100 * a.tokenizer_share:.0f}%", va="center", fontsize="small")
+    tok = recs[0].count / float(np.median([a.tokenize_seconds for a in recs]))
+    ax.axvline(tok, color="tab:red", ls="--", lw=1, label=f"tokenizer alone ({tok:,.0f}/s)")
+    ax.set_yticks(y, [f"{a.backend} ({device_kind(a.device or 'cpu')})" for a in recs])
+    ax.set_xscale("log")
+    ax.set_xlim(right=max(tok, max(a.model_only_per_s for a in recs)) * 4)
+    ax.set_xlabel(f"sentences per second, {recs[0].count:,} {recs[0].dataset} sentences (higher is better)")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(title or f"{model}: texts to labels, end to end and model only")
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Save ``fig`` as PNG at ``path`` atomically."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
-
-
-def standard_figures(result: BenchResult, baselines: dict[str, str] | None = None, article: tuple[int, int] = (1, 200)) -> dict[str, Figure]:
-    """The benchmark's usual figures by file stem: ``article_1x200`` (bars of the architecture model, or the
-    first model measured there), ``latency_<model>`` and ``speedup_<model>_<device>`` for every model with
-    several sequence lengths, the speedup over ``baselines[device]`` (PyTorch fp32 eager by default)."""
-    from .lineup import BASELINES
-
-    baselines = dict(BASELINES if baselines is None else baselines)
-    figs: dict[str, Figure] = {}
-    models = list(dict.fromkeys(m.model for m in result.measurements))
-    at_article = [n for n in models if result.select(model=n, batch=article[0], seq_len=article[1])]
-    if at_article:
-        name = next((n for n in at_article if n.startswith("arch-")), at_article[0])
-        figs[f"article_{article[0]}x{article[1]}"] = plot_shape_bars(result, name, *article)
-    for name in models:
-        if len({m.seq_len for m in result.select(model=name)}) < 2:
-            continue
-        figs[f"latency_{name}"] = plot_latency_vs_seq(result, name)
-        for device, baseline in baselines.items():
-            subset = BenchResult(result.environment, result.timing,
-                                 [m for m in result.select(model=name) if m.device == device])
-            others = {m.backend for m in subset.measurements} - {baseline}
-            if len({m.seq_len for m in subset.measurements}) > 1 and subset.select(backend=baseline) and others:
-                figs[f"speedup_{name}_{device}"] = plot_speedup(subset, name, baseline)
-    return figs

@@ -1,4 +1,5 @@
-"""Tables of benchmark results, as Markdown text (Jupyter renders it; README files paste it).
+"""Tables of benchmark results: a :class:`Table` shows itself as Markdown in a notebook (the last line of a
+cell) and prints as Markdown text (README files paste it).
 
 Formatting happens here and only here; the result objects keep full-precision numbers. There is no
 pandas dependency: a benchmark table is a handful of rows, and Markdown is what both a notebook and a
@@ -7,11 +8,11 @@ README show well.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .harness import Measurement
 from .results import BenchResult
-from .system import device_label
+from .system import cpus_busy, device_label
 
 #: The original article's table (batch 1, sequence 200, mean of 500 loops; hardware not stated).
 ARTICLE_MS: dict[str, float] = {
@@ -48,6 +49,21 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Table:
+    """A small table: a notebook displays it as Markdown, ``str()`` gives the same Markdown text."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    numeric: Sequence[bool] | None = None
+
+    def __str__(self) -> str:
+        return markdown_table(self.header, self.rows, self.numeric)
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
 def speedups(result: BenchResult, model: str, baseline: str) -> dict[tuple[str, int, int], float]:
     """(backend, batch, seq_len) -> baseline median / backend median, where the baseline ran that shape."""
     base = {(m.batch, m.seq_len): m.latency.median_ms for m in result.select(model=model, backend=baseline)}
@@ -55,14 +71,16 @@ def speedups(result: BenchResult, model: str, baseline: str) -> dict[tuple[str, 
             for m in result.select(model=model) if (m.batch, m.seq_len) in base and m.latency.median_ms > 0}
 
 
-def latency_table(result: BenchResult, model: str, batch: int, seq_len: int, baseline: str | None = None) -> str:
-    """All backends at one shape: median/p90/p99 end-to-end, GPU compute, speedup, throughput, parity."""
+def latency_table(result: BenchResult, model: str, batch: int, seq_len: int, baseline: str | None = None,
+                  deployed: Sequence[str] = ()) -> Table:
+    """All backends at one shape: median/p90/p99 end-to-end, GPU compute, speedup, throughput, parity; the
+    backends named in ``deployed`` (e.g. :func:`~helpers.backends.best_backend`'s choices) are marked."""
     rows = result.select(model=model, batch=batch, seq_len=seq_len)
     ratio = speedups(result, model, baseline) if baseline else {}
     body = []
     for m in sorted(rows, key=lambda m: m.latency.median_ms):
         body.append([
-            m.backend, m.device, m.precision, fmt_ms(m.latency.median_ms), fmt_ms(m.latency.p90_ms),
+            f"**{m.backend}** (deployed)" if m.backend in deployed else m.backend, m.device, m.precision, fmt_ms(m.latency.median_ms), fmt_ms(m.latency.p90_ms),
             fmt_ms(m.latency.p99_ms), fmt_ms(m.device_compute.median_ms if m.device_compute else None),
             fmt_ratio(ratio.get((m.backend, batch, seq_len))), f"{m.throughput_per_s:,.0f}",
             "-" if m.max_abs_diff is None else f"{m.max_abs_diff:.1e}", fmt_ms(m.first_call_ms),
@@ -71,58 +89,76 @@ def latency_table(result: BenchResult, model: str, batch: int, seq_len: int, bas
     header = ["backend", "device", "precision", "median ms", "p90 ms", "p99 ms", "GPU compute ms",
               f"speedup vs {baseline}" if baseline else "speedup", "rows/s", "max abs logit diff",
               "first call ms", "n", "round drift"]
-    return markdown_table(header, body, [False, False, False] + [True] * 10)
+    return Table(header, body, [False, False, False] + [True] * 10)
 
 
-def sweep_table(result: BenchResult, model: str, backends: Sequence[str] | None = None) -> str:
+def sweep_table(result: BenchResult, model: str, backends: Sequence[str] | None = None) -> Table:
     """Median end-to-end ms: one row per shape, one column per backend (``-`` where it did not run)."""
     ms = result.select(model=model)
     names = list(backends) if backends else list(dict.fromkeys(m.backend for m in ms))
     shapes = sorted({(m.batch, m.seq_len) for m in ms})
     table = {(m.backend, m.batch, m.seq_len): m.latency.median_ms for m in ms}
     body = [[f"{b}x{s}"] + [fmt_ms(table.get((n, b, s))) for n in names] for b, s in shapes]
-    return markdown_table(["batch x seq"] + names, body, [False] + [True] * len(names))
+    return Table(["batch x seq"] + names, body, [False] + [True] * len(names))
 
 
-def accuracy_table(result: BenchResult, model: str) -> str:
-    """Accuracy and whole-set throughput of each backend, with and without length bucketing."""
-    body = [[a.backend, "yes" if a.bucketing else "no", a.pad_multiple, a.count, f"{100 * a.accuracy:.2f}%",
-             "-" if a.agreement_with_reference is None else f"{100 * a.agreement_with_reference:.2f}%",
-             "-" if a.padding_fraction is None else f"{100 * a.padding_fraction:.0f}%",
-             f"{a.seconds:.2f}", f"{a.sentences_per_s:,.0f}"]
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def text_table(result: BenchResult, model: str) -> Table:
+    """Each backend's pass over a labelled set through the Classifier: accuracy, agreement with the reference,
+    padding, sentences/s end to end and model only (same batches), and the tokenizer's share of the time."""
+    body = [[a.backend, "yes" if a.bucketing else "no", a.count, f"{100 * a.accuracy:.2f}%",
+             _pct(a.agreement_with_reference), _pct(a.padding_fraction), "-" if a.batches is None else a.batches,
+             f"{a.sentences_per_s:,.0f}", "-" if a.model_only_per_s is None else f"{a.model_only_per_s:,.0f}",
+             _pct(a.share_of_model_only), _pct(a.tokenizer_share)]
             for a in result.accuracy if a.model == model]
-    return markdown_table(["backend", "length bucketing", "width multiple", "sentences", "accuracy",
-                           "agrees with reference", "padding", "seconds", "sentences/s"], body, [False, False] + [True] * 7)
+    return Table(["backend", "length bucketing", "sentences", "accuracy", "agrees with reference", "padding",
+                  "batches", "end to end /s", "model only /s", "end to end / model only", "tokenizer share"],
+                 body, [False, False] + [True] * 9)
 
 
-def skipped_table(result: BenchResult) -> str:
+def skipped_table(result: BenchResult) -> Table:
     """Every skipped backend with its reason (shapes of one backend and reason grouped)."""
     grouped: dict[tuple[str, str, str], list[str]] = {}
     for s in result.skipped:
         grouped.setdefault((s.model, s.backend, s.reason), []).append(s.shape)
     body = [[model, backend, ", ".join(shapes), reason] for (model, backend, reason), shapes in grouped.items()]
-    return markdown_table(["model", "backend", "shapes", "why skipped"], body)
+    return Table(["model", "backend", "shapes", "why skipped"], body)
 
 
-def environment_summary(env: Mapping[str, Any]) -> str:
-    """One Markdown line naming device, CPU, threads, key versions and the date of measurement."""
+def machine_table(env: Mapping[str, Any]) -> Table:
+    """What a result was measured on: device, CPU and threads, GPU, versions, date, and whether the CPUs were
+    quiet at the start (the rule of :func:`~helpers.bench.system.cpus_busy`)."""
     host, ver = env["host"], env.get("versions", {})
     keys = ("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "bert4torch", "numpy")
-    versions = ", ".join(f"{k} {ver[k]}" for k in keys if k in ver)
     threads = env.get("threads") or {}
+    rows = [["device", device_label(env)],
+            ["CPU", f"{host['cpu_model']}, {host['usable_cpus']} usable CPUs, {threads.get('torch_intra_op', '?')} "
+                    "threads per CPU backend"]]
     gpu = env.get("gpu")
-    gpu_s = ""
     if gpu:
         smi = gpu.get("nvidia_smi")
         driver = f", driver {smi['driver_version']}" if isinstance(smi, dict) else ""
-        gpu_s = f" GPU CUDA {gpu.get('torch_cuda')}{driver};"
-    return (f"**{device_label(env)}** ({host['cpu_model']}, {host['usable_cpus']} usable CPUs, CPU threads "
-            f"{threads.get('torch_intra_op', '?')});{gpu_s} Python {host['python']}; {versions}; "
-            f"measured {env['measured_utc']}.")
+        rows.append(["GPU", f"{gpu['name']}, compute {gpu.get('capability')}, CUDA {gpu.get('torch_cuda')}{driver}"])
+    rows += [["versions", f"Python {host['python']}; " + ", ".join(f"{k} {ver[k]}" for k in keys if k in ver)],
+             ["measured", env["measured_utc"]],
+             ["CPUs at the start", cpus_busy(dict(env)) or "quiet"]]
+    return Table(["", "this run"], rows)
 
 
-def article_comparison(result: BenchResult, model: str, rows: Mapping[str, str], batch: int = 1,
-                       seq_len: int = 200) -> str:
+#: The backends :func:`article_comparison` sets beside the article's rows, with their labels.
+ARTICLE_ROWS: dict[str, str] = {
+    "pytorch": "PyTorch fp32 eager, CPU", "onnxruntime-int8": "ONNX Runtime INT8, CPU",
+    "pytorch-cuda": "PyTorch fp32 eager, GPU", "torch-cuda-fp16-graph": "PyTorch fp16 + CUDA graph, GPU",
+    "ort-cuda-fused-fp16-graph": "ONNX Runtime CUDA fused fp16 + CUDA graph, GPU",
+    "ort-cuda-fused-fp16-rightpad-graph": "the same, mask index for right-padded batches, GPU",
+    "tensorrt-fp16": "TensorRT fp16, GPU"}
+
+
+def article_comparison(result: BenchResult, model: str, rows: Mapping[str, str] = ARTICLE_ROWS, batch: int = 1,
+                       seq_len: int = 200) -> Table:
     """Our medians next to the original article's table: ``rows`` maps our backend name -> a label."""
     body = [[label, "original article", fmt_ms(ms)] for label, ms in ARTICLE_MS.items()]
     label = device_label(result.environment)
@@ -130,10 +166,13 @@ def article_comparison(result: BenchResult, model: str, rows: Mapping[str, str],
         found = result.select(model=model, backend=backend, batch=batch, seq_len=seq_len)
         if found:
             body.append([text, label, fmt_ms(found[0].latency.median_ms)])
-    return markdown_table(["what", "measured on", f"{batch}x{seq_len} ms"], body, [False, False, True])
+    return Table(["what", "measured on", f"{batch}x{seq_len} ms"], body, [False, False, True])
 
 
-def measurement_line(m: Measurement) -> str:
-    """One human line for a measurement (for logs and asserts)."""
-    dev = f", GPU compute {fmt_ms(m.device_compute.median_ms)} ms" if m.device_compute else ""
-    return f"{m.backend} {m.batch}x{m.seq_len}: median {fmt_ms(m.latency.median_ms)} ms (p99 {fmt_ms(m.latency.p99_ms)}){dev}"
+def goals_table(result: BenchResult, gpu_backend: str | None = None) -> Table:
+    """The series' goals judged on ``result`` (:func:`~helpers.bench.goals.check_goals`; ``gpu_backend``: the
+    deployed GPU path, :func:`~helpers.backends.best_backend`'s choice)."""
+    from .goals import check_goals
+
+    return Table(["goal", "measured", "verdict"],
+                 [[c.goal, c.measured, c.verdict] for c in check_goals(result, gpu_backend=gpu_backend)])

@@ -22,7 +22,9 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class AccuracyRecord:
-    """One backend's classification result on a labelled set, and the wall time of that pass."""
+    """One backend's classification of a labelled set through the Classifier: accuracy, the end-to-end rate
+    (texts in, labels out), the rate of the same batches through the backend alone, and the tokenizer's time
+    (:mod:`helpers.bench.texts`). Times are medians over ``rounds`` passes, in seconds."""
 
     model: str
     backend: str
@@ -37,6 +39,27 @@ class AccuracyRecord:
     reference: str | None = None
     padding_fraction: float | None = None  # share of computed positions that were padding
     pad_multiple: int = 1  # batch widths rounded up to a multiple of this (Classifier.pad_multiple)
+    batches: int | None = None  # backend calls the Classifier made
+    model_only_seconds: float | None = None  # the same batches straight to predict_logits
+    tokenize_seconds: float | None = None  # tokenizer.encode_batch on the same texts
+    rounds: int = 1
+    min_agreement: float | None = None  # the least agreement with the reference expected of this backend
+    device: str | None = None
+
+    @property
+    def model_only_per_s(self) -> float | None:
+        """Sentences per second of the backend alone on the Classifier's batches."""
+        return self.count / self.model_only_seconds if self.model_only_seconds else None
+
+    @property
+    def share_of_model_only(self) -> float | None:
+        """End-to-end rate as a share of the model-only rate (1.0: text handling costs nothing)."""
+        return self.model_only_seconds / self.seconds if self.model_only_seconds and self.seconds else None
+
+    @property
+    def tokenizer_share(self) -> float | None:
+        """The tokenizer's time as a share of the end-to-end time."""
+        return self.tokenize_seconds / self.seconds if self.tokenize_seconds is not None and self.seconds else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +77,24 @@ class BenchResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
+
+    @classmethod
+    def start(cls, threads: int = 0, **timing: Any) -> "BenchResult":
+        """A new result for a run timed with ``timing`` (the fields of :class:`~helpers.bench.TimingConfig`:
+        ``warmup``, ``iters``, ``rounds``, ...): pins PyTorch's CPU threads (0: every usable CPU) and records the
+        machine, versions and how busy its CPUs are now."""
+        from .harness import TimingConfig
+        from .system import capture_environment, fix_cpu_threads
+
+        return cls(environment=capture_environment(fix_cpu_threads(threads)), timing=TimingConfig(**timing).to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "BenchResult":
+        """Read a result file written by :meth:`save`."""
+        p = Path(path)
+        if not p.is_file():
+            raise MissingArtifactError(f"no benchmark result at {p}; run notebook 06_benchmark first.")
+        return cls.from_dict(read_json(p))
 
     def add(self, measurements: Iterable[Measurement] = (), skipped: Iterable[Skip] = (),
             accuracy: Iterable[AccuracyRecord] = ()) -> "BenchResult":
@@ -104,11 +145,3 @@ class BenchResult:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result as JSON, atomically."""
         return atomic_write_json(path, self.to_dict())
-
-
-def load_result(path: str | os.PathLike[str]) -> BenchResult:
-    """Read a result file written by :meth:`BenchResult.save`."""
-    p = Path(path)
-    if not p.is_file():
-        raise MissingArtifactError(f"no benchmark result at {p}; run notebook 06_benchmark first.")
-    return BenchResult.from_dict(read_json(p))

@@ -32,8 +32,8 @@ class ThreadSettings:
 def fix_cpu_threads(threads: int | None = None) -> ThreadSettings:
     """Pin PyTorch's intra-op thread count to ``threads`` (default: all usable CPUs) and return the settings.
 
-    ONNX Runtime's thread count is a session option, so :class:`ThreadSettings.ort_intra_op` must be passed to
-    every ONNX Runtime backend when it is created; the benchmark line-up does this.
+    ONNX Runtime's thread count is a session option, given to every ONNX Runtime backend when it is created:
+    :func:`~helpers.bench.build_lineup` gives them the same number (0: every usable CPU).
     """
     import torch
 
