@@ -3,8 +3,8 @@
 :func:`environment_report` looks without changing anything: the GPUs (by CUDA device index) and their
 compute capability, the driver version and the newest CUDA version that driver supports (all from
 :mod:`helpers.machine`), and the Python packages of the TensorRT path (torch, TensorRT, TensorRT-RTX,
-pycuda, cuda-python, onnxruntime, polygraphy) plus ``trtexec`` on ``PATH``. :func:`install_advice` turns a
-report into the exact steps for this machine: which TensorRT flavour fits its GPU (full TensorRT on every
+pycuda, cuda-python, onnxruntime, polygraphy) plus ``trtexec`` on ``PATH``. Its
+:meth:`~EnvironmentReport.install_advice` turns the report into the exact steps for this machine: which TensorRT flavour fits its GPU (full TensorRT on every
 NVIDIA GPU; TensorRT-RTX on GeForce RTX / RTX PRO GPUs of compute capability 8.0, 8.6, 8.9 and 12.x) and
 the pip command for the driver's CUDA version, or the project's ``environment/Dockerfile`` built on NVIDIA's
 TensorRT container.
@@ -13,13 +13,16 @@ TensorRT container.
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import BackendError
+from .io import atomic_write_json
 from .machine import GpuInfo, driver_versions, package_versions, torch_gpus, visible_gpus
 from .trt.compat import FLAVOUR_MODULES, RTX_PORTABLE_TARGETS, install_command, runs_on, runtime_refusal
 
@@ -50,7 +53,7 @@ class Probe:
 
 @dataclass(frozen=True)
 class EnvironmentReport:
-    """Everything 03_trt_setup shows and :func:`install_advice` reads (``gpus`` by CUDA device index)."""
+    """Everything 03_trt_setup shows about this machine (``gpus`` by CUDA device index)."""
 
     python: str
     platform: str
@@ -86,6 +89,17 @@ class EnvironmentReport:
         """A GPU is here and an installed TensorRT flavour runs engines on GPU 0."""
         return bool(self.flavours_that_run(0))
 
+    def why_engines_cannot_run(self, device: int = 0) -> str:
+        """Why no TensorRT engine can run on GPU ``device`` here, in a few words ("" when one can)."""
+        if not self.has_gpu:
+            return "there is no NVIDIA GPU here"
+        if not self.has_tensorrt:
+            return "no TensorRT is installed (03 says how to get it)"
+        if self.flavours_that_run(device):
+            return ""
+        gpu = self.gpus[device]
+        return "; ".join(runtime_refusal(f, gpu.compute_capability) or "" for f in self.tensorrt_flavours).rstrip(".")
+
     @property
     def can_build_engines(self) -> bool:
         """An installed flavour can build here: TensorRT-RTX anywhere (it needs no GPU), TensorRT with a GPU."""
@@ -108,6 +122,29 @@ class EnvironmentReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the report as JSON (atomically)."""
+        return atomic_write_json(path, self.to_dict())
+
+    def install_advice(self) -> list[str]:
+        """Markdown lines: what this machine can do with TensorRT and the exact steps to get there."""
+        lines = _flavour_advice(self)
+        if not self.has_gpu:
+            return lines
+        cuda_major = re.match(r"(\d+)", self.driver_cuda or "")
+        cuda_python = (f"pip install 'cuda-python>={cuda_major.group(1)},<{int(cuda_major.group(1)) + 1}'"
+                       if cuda_major else "pip install cuda-python")
+        for key, command in (("cuda-python", cuda_python),
+                             ("pycuda", "pip install pycuda  (compiles against the CUDA toolkit; needs nvcc)")):
+            if not self.probes[key].found:
+                lines.append(f"For {key} buffers: `{command}`.")
+        if not self.probes["trtexec"].found:
+            lines.append("trtexec is not on PATH: the pip wheels do not ship it; NVIDIA's container does "
+                         "(/usr/src/tensorrt/bin/trtexec).")
+        lines.append("Or use the container with everything preinstalled: `docker build -f environment/Dockerfile -t "
+                     "bert-trt .` then `docker run --gpus all -it -p 8888:8888 -v $PWD:/workspace/project bert-trt`.")
+        return lines
 
 
 # --------------------------------------------------------------------------------------------- packages
@@ -161,7 +198,7 @@ def tensorrt_package_for(driver_cuda: str) -> str:
     return f"tensorrt-cu{cuda_major_of(driver_cuda)}"
 
 
-def flavour_advice(report: EnvironmentReport, device: int = 0) -> list[str]:
+def _flavour_advice(report: EnvironmentReport, device: int = 0) -> list[str]:
     """Which TensorRT flavour fits GPU ``device`` (or, without a GPU, what can still be done here), with the
     exact install command for this driver."""
     rtx_install = install_command("tensorrt-rtx", cuda_major_of(report.driver_cuda) if report.driver_cuda else 13)
@@ -190,24 +227,4 @@ def flavour_advice(report: EnvironmentReport, device: int = 0) -> list[str]:
         runs = flavour in report.flavours_that_run(device)
         lines.append(f"Installed: {flavour} {report.probes[flavour].version} "
                      f"({'builds and runs engines on this GPU' if runs else 'builds engines here, but cannot run them on this GPU'}).")
-    return lines
-
-
-def install_advice(report: EnvironmentReport) -> list[str]:
-    """Markdown lines: what this machine can do with TensorRT and the exact steps to get there."""
-    lines = flavour_advice(report)
-    if not report.has_gpu:
-        return lines
-    cuda_major = re.match(r"(\d+)", report.driver_cuda or "")
-    cuda_python = (f"pip install 'cuda-python>={cuda_major.group(1)},<{int(cuda_major.group(1)) + 1}'"
-                   if cuda_major else "pip install cuda-python")
-    for key, command in (("cuda-python", cuda_python),
-                         ("pycuda", "pip install pycuda  (compiles against the CUDA toolkit; needs nvcc)")):
-        if not report.probes[key].found:
-            lines.append(f"For {key} buffers: `{command}`.")
-    if not report.probes["trtexec"].found:
-        lines.append("trtexec is not on PATH: the pip wheels do not ship it; NVIDIA's container does "
-                     "(/usr/src/tensorrt/bin/trtexec).")
-    lines.append("Or use the container with everything preinstalled: `docker build -f environment/Dockerfile -t "
-                 "bert-trt .` then `docker run --gpus all -it -p 8888:8888 -v $PWD:/workspace/project bert-trt`.")
     return lines

@@ -57,7 +57,8 @@ def test_builds_both_precisions_and_records_them(run):
     for precision, build in record["builds"].items():
         assert build["built"] and build["engine_bytes"] > 100_000 and build["seconds"] > 0
         assert build["onnx_file"] == ("model.fp16.onnx" if precision == "fp16" else "model.onnx")
-        assert build["network"]["outputs"] == {"logits": ["float32", [-1, 2]]}
+        assert build["network"] == {"inputs": {"input_ids": "int32", "segment_ids": "int32"},
+                                    "outputs": {"logits": "float32"}} and build["precision"] == precision
         sidecar = json.loads((out / f"model.{precision}.engine.json").read_text(encoding="utf-8"))
         assert sidecar["profiles"] == record["profiles"] and sidecar["flavour"] == "tensorrt-rtx"
     assert record["builds"]["fp16"]["engine_bytes"] < record["builds"]["fp32"]["engine_bytes"]
@@ -71,7 +72,7 @@ def test_records_the_runtime_refusals_without_a_gpu(run):
     assert runtime["deserialized"] is False and "cudaError 35" in runtime["refusal"]
     assert runtime["sidecar_check"].startswith("no NVIDIA GPU 0 is visible here")
     assert runtime["engine_validity"]["validity"] == "INVALID" and "MALFORMED_ENGINE" not in runtime["engine_validity"]["diagnostics"]
-    assert run[2]["gpu"] == {"none": runtime["sidecar_check"]}
+    assert run[2]["gpu"] == {"none": runtime["sidecar_check"]} == {"none": run[2]["runs_here"]}
 
 
 def test_bad_arguments_are_refused(script, capsys, tmp_path):

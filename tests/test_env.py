@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.env import EnvironmentReport, Probe, environment_report, install_advice, tensorrt_package_for
+from helpers.env import EnvironmentReport, Probe, environment_report, tensorrt_package_for
 from helpers.errors import BackendError
 from helpers.machine import GpuInfo
 
@@ -33,7 +33,7 @@ def test_old_or_unknown_driver_is_explained():
 
 
 def test_a_data_centre_gpu_gets_full_tensorrt_only():
-    lines = install_advice(report(driver_cuda="12.4"))
+    lines = report(driver_cuda="12.4").install_advice()
     assert lines[0].startswith("Full TensorRT fits NVIDIA H200 (compute capability 9.0)") and "`pip install tensorrt-cu12`" in lines[0]
     assert "TensorRT-RTX does not run on compute capability 9.0 (its runtime accepts 8.0 8.6 8.9 12.0+)" in lines[1]
     assert any("pip install 'cuda-python>=12,<13'" in line for line in lines)  # bindings no newer than the driver
@@ -41,7 +41,7 @@ def test_a_data_centre_gpu_gets_full_tensorrt_only():
 
 
 def test_an_rtx_gpu_gets_both_flavours_with_exact_commands():
-    lines = install_advice(report(gpus=(RTX4090,), driver_cuda="13.0"))
+    lines = report(gpus=(RTX4090,), driver_cuda="13.0").install_advice()
     assert "`pip install tensorrt-cu13`" in lines[0]
     assert lines[1].startswith("TensorRT-RTX runs on compute capability 8.9 too")
     assert "`pip install tensorrt-rtx-cu13-libs==1.7.1.116 tensorrt-rtx-cu13-bindings==1.7.1.116`" in lines[1]
@@ -50,7 +50,7 @@ def test_an_rtx_gpu_gets_both_flavours_with_exact_commands():
 def test_what_runs_where():
     h200_rtx = report(tensorrt_rtx=True)
     assert h200_rtx.has_tensorrt and h200_rtx.can_build_engines and not h200_rtx.can_run_engines
-    assert any("tensorrt-rtx 1.0 (builds engines here, but cannot run them on this GPU)" in l for l in install_advice(h200_rtx))
+    assert any("tensorrt-rtx 1.0 (builds engines here, but cannot run them on this GPU)" in l for l in h200_rtx.install_advice())
     assert report(gpus=(RTX4090,), tensorrt_rtx=True).can_run_engines
     assert report(tensorrt=True).flavours_that_run(0) == ("tensorrt",)
     cpu_rtx = report(gpus=(), driver_cuda="", tensorrt_rtx=True)
@@ -58,10 +58,19 @@ def test_what_runs_where():
     assert not report(gpus=(), driver_cuda="", tensorrt=True).can_build_engines  # full TensorRT builds on a GPU only
 
 
+def test_why_no_engine_runs_here_in_one_phrase():
+    assert report(gpus=(), driver_cuda="", tensorrt_rtx=True).why_engines_cannot_run() == "there is no NVIDIA GPU here"
+    assert report().why_engines_cannot_run() == "no TensorRT is installed (03 says how to get it)"
+    assert report(tensorrt=True).why_engines_cannot_run() == ""
+    assert report(gpus=(RTX4090,), tensorrt_rtx=True).why_engines_cannot_run() == ""
+    assert report(tensorrt_rtx=True).why_engines_cannot_run().startswith(
+        "TensorRT-RTX's runtime does not run on compute capability 9.0 (it runs 8.0 8.6 8.9 12.0+)")
+
+
 def test_advice_without_a_gpu():
-    lines = install_advice(report(gpus=(), driver_cuda=""))
+    lines = report(gpus=(), driver_cuda="").install_advice()
     assert lines[0].startswith("No NVIDIA GPU is visible here") and "tensorrt-rtx-cu13-libs==1.7.1.116" in lines[0]
-    lines = install_advice(report(gpus=(), driver_cuda="", tensorrt_rtx=True))
+    lines = report(gpus=(), driver_cuda="", tensorrt_rtx=True).install_advice()
     assert "TensorRT-RTX is installed, so 04 builds real engines here" in lines[0]
 
 
@@ -73,3 +82,11 @@ def test_report_on_this_machine_is_complete():
     rows = r.rows()
     assert rows[0]["component"] == "Python" and any(row["component"] == "trtexec" for row in rows)
     assert r.to_dict()["python"] == r.python
+
+
+def test_the_report_is_saved_as_json(tmp_path):
+    import json
+
+    saved = report(tensorrt_rtx=True).save(tmp_path / "trt" / "environment.json")
+    record = json.loads(saved.read_text())
+    assert record["gpus"][0]["name"] == "NVIDIA H200" and record["probes"]["tensorrt-rtx"]["found"] is True

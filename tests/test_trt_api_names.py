@@ -10,10 +10,10 @@ NVIDIA's full TensorRT builder cannot be installed on CI machines, but two real 
 
 These tests
 
-1. check every runtime-side name listed in :mod:`helpers.trt.compat` on the lean runtime's classes, every
-   builder-side name on TensorRT-RTX's, and that each call in helpers' source passes arguments the real
-   method's signature accepts;
-2. scan the source of helpers' TensorRT code (and notebooks 03-05) so that no call on a TensorRT object
+1. check every runtime-side name listed in tests/trt_api.py on the lean runtime's classes, every
+   builder-side name on TensorRT-RTX's, and that each call in helpers' source and in notebooks 03-05 passes
+   arguments the real method's signature accepts;
+2. scan the source of helpers' TensorRT code and notebooks 03-05 so that no call on a TensorRT object
    escapes the lists, and check that the lists hold nothing the source does not use;
 3. scan ALL of helpers, the GPU scripts and every notebook for any attribute named in TensorRT's removed-API
    lists (8.x -> 10.x and 10.x -> 11.x), whatever the variable is called.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import inspect
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,8 @@ import pytest
 
 from helpers.errors import BackendError
 from helpers.trt import compat
+
+from trt_api import BUILDER_API, OBJECT_NAMES, RTX_API, RUNTIME_API, api_names, real_signatures
 
 lean = pytest.importorskip(
     "tensorrt_lean_bindings",
@@ -47,8 +48,8 @@ NOTEBOOKS = [ROOT / "notebooks" / f for f in ("03_trt_setup.ipynb", "04_build_en
 EVERYWHERE = (sorted((ROOT / "helpers").rglob("*.py")) + sorted((ROOT / "environment").rglob("*.py"))
               + sorted((ROOT / "notebooks").glob("*.ipynb")))
 LEAN_MAJOR = int(lean.__version__.split(".")[0])
-API = compat.api_names()
-BUILDER_SIDE = {**{k: v for k, v in compat.BUILDER_API.items()}, **compat.RTX_API}
+API = api_names()
+BUILDER_SIDE = {cls: BUILDER_API.get(cls, ()) + RTX_API.get(cls, ()) for cls in {*BUILDER_API, *RTX_API}}
 
 #: Python APIs NVIDIA removed (TensorRT migration guides: "Removed Python APIs" 8.x -> 10.x and 10.x -> 11.x),
 #: name -> what replaced it. Only names that no class of the real 11.x modules still has (checked below), so
@@ -97,13 +98,13 @@ REMOVED_MEMBERS: dict[str, dict[str, str]] = {
 
 # ------------------------------------------------------------------------------------------------ scanner
 def _role(node: ast.AST) -> str | None:
-    """Which TensorRT class the expression ``node`` holds, by compat.OBJECT_NAMES (``trt.X`` -> class X)."""
+    """Which TensorRT class the expression ``node`` holds, by OBJECT_NAMES (``trt.X`` -> class X)."""
     if isinstance(node, ast.Name):
-        return compat.OBJECT_NAMES.get(node.id.lstrip("_"))
+        return OBJECT_NAMES.get(node.id.lstrip("_"))
     if isinstance(node, ast.Attribute):
         if isinstance(node.value, ast.Name) and node.value.id == "trt" and node.attr in API:
             return node.attr
-        return compat.OBJECT_NAMES.get(node.attr.lstrip("_"))
+        return OBJECT_NAMES.get(node.attr.lstrip("_"))
     return None
 
 
@@ -122,7 +123,7 @@ def scan(source: str, where: str) -> tuple[list[str], list[tuple[str, str, ast.C
             continue
         uses.append((role, name, None))
         if name not in API.get(role, ()):
-            violations.append(f"{where}:{node.lineno}: {role}.{name} is not listed in helpers.trt.compat")
+            violations.append(f"{where}:{node.lineno}: {role}.{name} is not listed in tests/trt_api.py")
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             role = _role(node.func.value)
@@ -179,41 +180,15 @@ def _lean_target(role: str):
 
 def _real_target(role: str, name: str):
     """Where a listed name is checked: the lean runtime for runtime-side classes, TensorRT-RTX for the rest."""
-    if role in compat.RUNTIME_API and name in compat.RUNTIME_API[role]:
+    if role in RUNTIME_API and name in RUNTIME_API[role]:
         return _lean_target(role)
     return rtx if role == "module" else getattr(rtx, role)
 
 
 # -------------------------------------------------------------------------------------------- signatures
-def _split_params(text: str) -> list[str]:
-    depth, part, parts = 0, "", []
-    for ch in text:
-        depth += ch in "[(<{"
-        depth -= ch in "])>}"
-        if ch == "," and depth == 0:
-            parts.append(part.strip())
-            part = ""
-        else:
-            part += ch
-    if part.strip():
-        parts.append(part.strip())
-    return parts
-
-
 def signatures(obj, name: str) -> list[list[tuple[str, bool]]]:
     """Parameter lists (name, has default) of a real TensorRT callable, one per overload, self removed."""
-    try:
-        sig = inspect.signature(obj)
-        return [[(p.name, p.default is not inspect.Parameter.empty) for p in sig.parameters.values()]]
-    except (TypeError, ValueError):
-        pass  # pybind11 builtins: read the signature lines of the docstring
-    out = []
-    for line in (obj.__doc__ or "").splitlines():
-        m = re.match(rf"^\s*(?:\d+\.\s+)?{re.escape(name)}\((.*)\)\s*->", line)
-        if m:
-            params = [(p.split(":")[0].strip(), "=" in p) for p in _split_params(m.group(1))]
-            out.append([p for p in params if p[0] != "self"])
-    return out
+    return real_signatures(obj, name)
 
 
 def call_fits(call: ast.Call, overloads: list[list[tuple[str, bool]]]) -> bool:
@@ -233,7 +208,7 @@ def call_fits(call: ast.Call, overloads: list[list[tuple[str, bool]]]) -> bool:
 
 # ------------------------------------------------------------------------------------------------- tests
 def test_runtime_names_exist_on_the_real_tensorrt_classes():
-    missing = [f"{cls}.{name}" for cls, names in compat.RUNTIME_API.items() for name in names
+    missing = [f"{cls}.{name}" for cls, names in RUNTIME_API.items() for name in names
                if not hasattr(_lean_target(cls), name)]
     assert missing == [], f"not in tensorrt_lean_bindings {lean.__version__}: {missing}"
 
@@ -246,7 +221,7 @@ def test_builder_names_exist_on_the_real_tensorrt_rtx_classes():
 
 def test_builder_side_names_are_not_in_the_lean_runtime():
     # The split between the two lists: the lean runtime cannot build, so it has none of these classes.
-    classes = [c for c in compat.BUILDER_API if c != "module"] + list(compat.BUILDER_API["module"])
+    classes = [c for c in BUILDER_API if c != "module"] + list(BUILDER_API["module"])
     present = [c for c in classes if hasattr(lean, c)]
     assert present == [], f"move these to RUNTIME_API, the lean runtime has them: {present}"
 
@@ -255,7 +230,6 @@ def test_optional_names_follow_the_release():
     # BuilderFlag.FP16 exists in 10.x and was removed in 11.x; TensorRT-RTX never had it. STRONGLY_TYPED is a
     # builder-side flag: TensorRT-RTX has it (and ignores it, being always strongly typed), the lean runtime not.
     assert hasattr(lean.BuilderFlag, "FP16") == (LEAN_MAJOR == 10) and not hasattr(rtx.BuilderFlag, "FP16")
-    assert compat.features_of(lean).fp16_builder_flag == (LEAN_MAJOR == 10)
     assert compat.features_of(rtx).strongly_typed_flag and compat.network_flags(rtx) == 1 << int(
         rtx.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert compat.features_of(lean).has_builder is False and compat.features_of(rtx).has_builder is True
@@ -301,7 +275,7 @@ def test_calls_match_the_real_signatures():
 def test_the_role_scan_catches_unlisted_calls_on_tensorrt_objects():
     trt8 = (
         "shape = context.get_binding_shape(0)\n"
-        "builder_config.set_flag(trt.BuilderFlag.INT8)\n"
+        "config.set_flag(trt.BuilderFlag.INT8)\n"
         "ok = hasattr(engine, 'num_bindings')\n"
     )
     violations, _ = scan(trt8, "trt8.py")
@@ -372,7 +346,7 @@ def test_signature_check_catches_a_wrong_call():
     good = ast.parse("context.set_optimization_profile_async(0, stream)").body[0].value
     assert call_fits(good, overloads)
     cache = signatures(rtx.IBuilderConfig.set_timing_cache, "set_timing_cache")
-    assert not call_fits(ast.parse("builder_config.set_timing_cache(c)").body[0].value, cache)  # ignore_mismatch is required
+    assert not call_fits(ast.parse("config.set_timing_cache(c)").body[0].value, cache)  # ignore_mismatch is required
 
 
 @pytest.mark.parametrize("trt_type,expected", [("INT32", np.int32), ("INT64", np.int64), ("HALF", np.float16),

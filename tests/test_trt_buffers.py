@@ -11,62 +11,82 @@ import pytest
 
 from helpers.errors import BackendError, ConfigError, InputError, TensorRTUnavailableError
 from helpers.export import TensorSpec
-from helpers.trt.buffers import (BUFFER_KINDS, BufferSpec, CudaPythonMemory, DeviceBuffers, PycudaMemory, TorchMemory,
-                                 buffer_kind_status, make_buffers, size_buffers, total_bytes)
+from helpers.trt.buffers import (BUFFER_KINDS, CudaPythonMemory, DeviceBuffers, PycudaMemory, TorchMemory,
+                                 buffer_kind_status, engine_tensors, make_buffers, size_buffers, tensor_bytes)
 
-from trt_doubles import NumpyMemory, numpy_buffers
+from trt_doubles import EngineDouble, NumpyMemory, numpy_buffers
+
+lean = pytest.importorskip("tensorrt_lean_bindings", reason="pip install -r environment/requirements-trt-check.txt")
 
 SPECS = (TensorSpec("input_ids", True, np.dtype(np.int32), (-1, -1)),
          TensorSpec("segment_ids", True, np.dtype(np.int32), (-1, -1)),
          TensorSpec("logits", False, np.dtype(np.float32), (-1, 2)))
+PROFILES = [((1, 1), (1, 48), (1, 64)), ((2, 1), (16, 48), (16, 64))]
 
 
 def test_every_tensor_is_sized_at_the_maximum():
     sizes = size_buffers(SPECS, max_batch=32, max_len=128)
-    assert [(b.name, b.max_shape, b.nbytes) for b in sizes] == [
+    assert [(b.name, b.shape, tensor_bytes(b)) for b in sizes] == [
         ("input_ids", (32, 128), 32 * 128 * 4), ("segment_ids", (32, 128), 32 * 128 * 4), ("logits", (32, 2), 256)]
-    assert total_bytes(sizes) == 2 * 16384 + 256
-    assert sizes[0].row() == {"tensor": "input_ids", "direction": "input", "dtype": "int32", "max shape": "32x128",
-                             "bytes": 16384}
+    buffers = numpy_buffers().allocate(sizes)
+    assert buffers.describe()["buffers"][0] == {"tensor": "input_ids", "direction": "input", "dtype": "int32",
+                                                "max shape": "32x128", "bytes": 16384}
+    assert buffers.describe()["total_bytes"] == 2 * 16384 + 256
 
 
 def test_dtype_decides_the_bytes():
     int64 = (TensorSpec("input_ids", True, np.dtype(np.int64), (-1, -1)),)
     half = (TensorSpec("logits", False, np.dtype(np.float16), (-1, 2)),)
-    assert size_buffers(int64, 4, 10)[0].nbytes == 4 * 10 * 8
-    assert size_buffers(half, 4, 10)[0].nbytes == 4 * 2 * 2
+    assert tensor_bytes(size_buffers(int64, 4, 10)[0]) == 4 * 10 * 8
+    assert tensor_bytes(size_buffers(half, 4, 10)[0]) == 4 * 2 * 2
 
 
-def test_given_maxima_win_and_unknown_dynamic_axes_are_errors():
+def test_unknown_dynamic_axes_and_empty_maxima_are_errors():
     odd = (TensorSpec("hidden", False, np.dtype(np.float32), (-1, -1, 64)),)
     with pytest.raises(ConfigError, match="dynamic axis 1"):
         size_buffers(odd, 8, 16)
-    assert size_buffers(odd, 8, 16, max_shapes={"hidden": (8, 16, 64)})[0].nbytes == 8 * 16 * 64 * 4
     with pytest.raises(ConfigError, match="max_batch and max_len >= 1"):
         size_buffers(SPECS, 0, 16)
 
 
-def test_buffers_are_reused_and_views_checked():
+def test_an_engine_gets_a_buffer_per_tensor_of_its_own_dtype_at_its_profiles_maximum():
+    buffers = numpy_buffers()
+    engine = EngineDouble(lean, PROFILES, buffers.memory, input_type="INT64")
+    assert [(s.name, s.is_input, s.dtype.name, s.shape) for s in engine_tensors(engine, lean)] == [
+        ("input_ids", True, "int64", (-1, -1)), ("segment_ids", True, "int64", (-1, -1)),
+        ("logits", False, "float32", (-1, 2))]
+    buffers.allocate_for(engine, lean)
+    assert {n: (s.shape, s.dtype.name) for n, s in buffers.sizes.items()} == {
+        "input_ids": ((16, 64), "int64"), "segment_ids": ((16, 64), "int64"), "logits": ((16, 2), "float32")}
+    assert [e for e in buffers.memory.log if e[0] == "alloc"] == [("alloc", 8192), ("alloc", 8192), ("alloc", 128)]
+
+
+def test_buffers_are_reused_and_copies_checked():
     buffers = numpy_buffers().allocate(size_buffers(SPECS, 8, 16))
     ptr = buffers.device_ptr("input_ids")
     for shape in [(1, 3), (8, 16), (2, 5)]:
         data = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
-        view = buffers.host_view("input_ids", shape)
-        view[...] = data
-        buffers.to_device("input_ids", view.nbytes)
-        view[...] = -1  # the round trip must bring the data back from "device" memory
-        buffers.to_host("input_ids", view.nbytes)
+        buffers.to_device("input_ids", data)
+        buffers.host_view("input_ids", shape)[...] = -1  # the round trip must bring the data back from the device
+        back = buffers.to_host("input_ids", shape)
         buffers.synchronize()
-        np.testing.assert_array_equal(buffers.host_view("input_ids", shape), data)
+        np.testing.assert_array_equal(back, data)
         assert buffers.device_ptr("input_ids") == ptr  # same memory every call
+    assert [n for kind, n in buffers.memory.log if kind == "htod"] == [12, 512, 40]  # only the bytes a call needs
     with pytest.raises(InputError, match=r"needs 136 elements but its buffer holds 128"):
-        buffers.host_view("input_ids", (8, 17))
-    with pytest.raises(InputError, match="outside its buffer of 512 bytes"):
-        buffers.to_device("input_ids", 513)
+        buffers.to_device("input_ids", np.zeros((8, 17), np.int32))
+    with pytest.raises(InputError, match=r"input_ids must be int32 \(the engine's type\), got float32"):
+        buffers.to_device("input_ids", np.zeros((1, 3), np.float32))
     with pytest.raises(InputError, match="no buffer for tensor 'token_type_ids'"):
         buffers.host_view("token_type_ids", (1, 1))
     with pytest.raises(BackendError, match="already allocated"):
         buffers.allocate(size_buffers(SPECS, 8, 16))
+
+
+def test_int32_feeds_fill_int64_buffers():
+    buffers = numpy_buffers().allocate(size_buffers((TensorSpec("input_ids", True, np.dtype(np.int64), (-1, -1)),), 2, 4))
+    buffers.to_device("input_ids", np.array([[1, 2, 3]], np.int32))
+    assert buffers.memory.blocks[buffers.device_ptr("input_ids")][:24].view(np.int64).tolist() == [1, 2, 3]
 
 
 def test_close_is_deterministic_and_idempotent():
@@ -121,10 +141,6 @@ def test_torch_kind_needs_a_cuda_device():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: this test covers CPU-only machines")
     assert buffer_kind_status("torch") == (False, "torch: installed, but this PyTorch sees no CUDA device.")
-
-
-def test_bufferspec_counts_elements():
-    assert BufferSpec("x", True, np.dtype(np.int32), (3, 7)).elements == 21
 
 
 # ------------------------------------------------------------------ the three real memory objects, on fakes

@@ -1,17 +1,16 @@
-"""engine_from_onnx building REAL engines with NVIDIA's TensorRT-RTX builder, on a machine without a GPU.
+"""ensure_engine building REAL engines with NVIDIA's TensorRT-RTX builder, on a machine without a GPU.
 
 TensorRT-RTX (``tensorrt_rtx_bindings``, installed by environment/requirements-trt-check.txt) compiles
 engines ahead of time without a GPU, with the TensorRT 11 Python API. These tests build 02's graphs of a
 tiny random classifier (model.onnx -> FP32, model.fp16.onnx -> FP16) with the multi-profile set 04 chooses
-from 01-style length statistics, and check what came out.
+from 01-style length statistics, and check what came out, when it is kept and when it is rebuilt.
 
 What can be read back without a GPU, and how:
 
-* the engine's I/O names, dtypes and shapes come from the builder's parsed network (``BuildResult.network_io``)
-  and the sidecar; the profiles from the sidecar. Reading them from the engine itself would need
-  ``Runtime.deserialize_cuda_engine``, which in TensorRT-RTX 1.7 needs a CUDA driver: without one it returns
-  None after "Error Code 1: Cuda Runtime (... cudaError 35: CUDA driver version is insufficient for CUDA
-  runtime version)" (asserted below where no GPU is present);
+* the engine's I/O dtypes and profiles come from the sidecar the build writes. Reading them from the engine
+  itself would need ``Runtime.deserialize_cuda_engine``, which in TensorRT-RTX 1.7 needs a CUDA driver: without
+  one it returns None after "Error Code 1: Cuda Runtime (... cudaError 35: CUDA driver version is insufficient
+  for CUDA runtime version)" (asserted below where no GPU is present);
 * the engine file itself is checked with TensorRT-RTX's ``Runtime.get_engine_validity``, which reads only the
   header and answers without a GPU: a real engine is well formed, a damaged one is MALFORMED_ENGINE.
 
@@ -29,22 +28,22 @@ import numpy as np
 import onnx
 import pytest
 
+from helpers.config import ArtifactPaths
 from helpers.data import length_stats
-from helpers.errors import BackendError, ConfigError, MissingArtifactError, TensorRTUnavailableError
+from helpers.errors import (BackendError, ConfigError, EngineMismatchError, ExportError, MissingArtifactError,
+                            TensorRTUnavailableError)
 from helpers.export import ONNX_FILES
 from helpers.machine import visible_gpus
 from helpers.trt import compat
-from helpers.trt.builder import (DEFAULT_WORKSPACE_MIB, RTX_TIMING_CACHE_NOTE, BuildSettings, engine_from_onnx,
-                                 engine_name, onnx_for, workspace_advice)
-from helpers.trt.metadata import (NO_GPU, RunningEnvironment, build_environment, engine_validity, read_metadata,
-                                  sidecar_path)
+from helpers.trt.builder import (DEFAULT_WORKSPACE_MIB, RTX_TIMING_CACHE_NOTE, engine_files, ensure_engine,
+                                 workspace_advice)
+from helpers.trt.metadata import NO_GPU, EngineTarget, engine_validity, read_metadata, sidecar_path
 from helpers.trt.profiles import ProfileSet, ShapeProfile, choose_profiles
 from helpers.trt.smoke import smoke_onnx
 
 rtx = compat.import_tensorrt("tensorrt-rtx")  # fails with the install command if the test environment lacks it
 HAS_GPU = bool(visible_gpus())
-ENGINE_IO = {"inputs": {"input_ids": ("int32", (-1, -1)), "segment_ids": ("int32", (-1, -1))},
-             "outputs": {"logits": ("float32", (-1, 2))}}
+ONE = ProfileSet((ShapeProfile(1, 1, 2, 1, 8, 16),))
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,8 @@ def onnx_dir(tmp_path_factory):
     from helpers.export import onnx_from_classifier
     from helpers.onnx_variants import fp16_onnx_from_plain
 
-    folder = tmp_path_factory.mktemp("onnx")
+    folder = tmp_path_factory.mktemp("artifacts") / "onnx"
+    folder.mkdir()
     arch = architecture_model("tiny", 120, seed=1)
     onnx_from_classifier(arch.model, folder / ONNX_FILES["plain"], labels=list(arch.labels), max_len=64, model_size="tiny")
     fp16_onnx_from_plain(folder / ONNX_FILES["plain"], folder / ONNX_FILES["fp16"])
@@ -71,47 +71,49 @@ def profile_set():
 
 
 @pytest.fixture(scope="module")
-def built(onnx_dir, profile_set, tmp_path_factory):
-    """Both precisions built once for the module, with TensorRT-RTX."""
-    out = tmp_path_factory.mktemp("trt")
-    features = compat.features_of(rtx)
+def artifacts(onnx_dir):
+    """The ArtifactPaths whose onnx/ folder holds 02's two graphs."""
+    return ArtifactPaths.at(onnx_dir.parent)
+
+
+@pytest.fixture(scope="module")
+def built(artifacts, profile_set):
+    """Both precisions built once for the module, with TensorRT-RTX: {precision: (metadata, engine path)}."""
     results = {}
     for precision in ("fp32", "fp16"):
-        results[precision] = engine_from_onnx(onnx_for(onnx_dir, features, precision), out / engine_name(precision),
-                                              profile_set, BuildSettings(precision, cache_dir=out), build_environment(rtx),
-                                              trt=rtx)
+        onnx_path, engine_path = engine_files(artifacts, precision)
+        results[precision] = ensure_engine(onnx_path, engine_path, profile_set, trt=rtx), engine_path
     return results
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_real_build_has_the_contract_io_and_every_profile(built, profile_set, precision, capsys):
-    result = built[precision]
-    meta = read_metadata(result.engine_path)
+def test_real_build_has_the_contract_io_every_profile_and_the_graphs_precision(built, profile_set, precision, capsys):
+    meta, engine_path = built[precision]
     with capsys.disabled():
-        print(f"\n  TensorRT-RTX {rtx.__version__} built {result.engine_path.name} from {meta.onnx_file}: "
-              f"{result.engine_bytes / 2**20:.2f} MiB in {result.seconds:.2f} s, {len(meta.profiles)} profiles "
+        print(f"\n  TensorRT-RTX {rtx.__version__} built {engine_path.name} from {meta.onnx_file}: "
+              f"{engine_path.stat().st_size / 2**20:.2f} MiB in {meta.build_seconds:.2f} s, {len(meta.profiles)} profiles "
               f"{[p['opt_batch'] for p in meta.profiles]}x{[p['opt_len'] for p in meta.profiles]} (opt)")
-    assert {"inputs": result.network_io.inputs, "outputs": result.network_io.outputs} == ENGINE_IO
+    assert meta == read_metadata(engine_path)
     assert meta.onnx_file == ONNX_FILES["plain" if precision == "fp32" else "fp16"]
     assert (meta.flavour, meta.tensorrt_version, meta.precision) == ("tensorrt-rtx", rtx.__version__, precision)
     assert meta.profile_set().profiles == profile_set.profiles
     assert meta.input_dtypes == {"input_ids": "int32", "segment_ids": "int32"} and meta.output_dtypes == {"logits": "float32"}
     assert meta.compute_capability == compat.RTX_PORTABLE_TARGETS and meta.workspace_bytes == DEFAULT_WORKSPACE_MIB << 20
     assert meta.gpu_name == (NO_GPU if not HAS_GPU else meta.gpu_name)
-    verdict = engine_validity(result.engine_path, rtx)
-    assert verdict.well_formed, verdict  # TensorRT-RTX reads the header as its own engine of this release
+    verdict = engine_validity(engine_path, rtx)  # TensorRT-RTX reads the header as its own engine of this release
+    assert not {"MALFORMED_ENGINE", "VERSION_MISMATCH"} & set(verdict.diagnostics), verdict
 
 
 def test_fp16_engine_carries_the_fp16_graph(built):
     # Strongly typed: the FP16 graph's weights stay FP16, so its engine is smaller than the FP32 one. A build of
     # the FP32 graph for "fp16" (the old weakly typed path) would not be.
-    fp32, fp16 = built["fp32"].engine_bytes, built["fp16"].engine_bytes
+    fp32, fp16 = (built[p][1].stat().st_size for p in ("fp32", "fp16"))
     assert fp16 < 0.95 * fp32, (fp16, fp32)
 
 
 def test_a_damaged_engine_is_malformed_to_tensorrt_rtx(built, tmp_path):
     damaged = tmp_path / "damaged.engine"
-    damaged.write_bytes(b"\0" * 64 + built["fp32"].engine_path.read_bytes()[64:])
+    damaged.write_bytes(b"\0" * 64 + built["fp32"][1].read_bytes()[64:])
     assert "MALFORMED_ENGINE" in engine_validity(damaged, rtx).diagnostics
 
 
@@ -119,14 +121,57 @@ def test_a_damaged_engine_is_malformed_to_tensorrt_rtx(built, tmp_path):
 def test_without_a_gpu_the_engine_cannot_be_deserialized(built):
     logger = compat.capturing_logger(rtx, "ERROR", echo=False)
     runtime = rtx.Runtime(logger)
-    assert runtime.deserialize_cuda_engine(built["fp16"].engine_path.read_bytes()) is None
+    assert runtime.deserialize_cuda_engine(built["fp16"][1].read_bytes()) is None
     assert any("cudaError 35" in m for m in logger.errors())
 
 
-def test_rtx_builds_use_no_timing_cache(built, tmp_path):
-    assert all(r.timing_cache is None and not r.timing_cache_reused for r in built.values())
-    assert built["fp16"].timing_cache_note == RTX_TIMING_CACHE_NOTE
-    assert not list(built["fp16"].engine_path.parent.glob("timing-*.cache"))
+def test_rtx_builds_use_no_timing_cache(built):
+    assert built["fp16"][0].timing_cache == RTX_TIMING_CACHE_NOTE
+    assert not list(built["fp16"][1].parent.glob("timing-*.cache"))
+
+
+# ------------------------------------------------------------------------------------- kept or rebuilt
+def test_a_fitting_engine_is_kept_a_stale_one_rebuilt_and_never_means_never(tmp_path, capsys):
+    onnx_path = smoke_onnx(tmp_path / "model.onnx")
+    engine = tmp_path / "trt" / "model.fp32.engine"
+    with pytest.raises(MissingArtifactError, match="no TensorRT engine at"):
+        ensure_engine(onnx_path, engine, ONE, trt=rtx, rebuild="never")
+    first = ensure_engine(onnx_path, engine, ONE, workspace_mib=64, trt=rtx)
+    assert capsys.readouterr().out.startswith("building model.fp32.engine from model.onnx: no engine there yet")
+    stamp = engine.stat().st_mtime_ns
+    assert ensure_engine(onnx_path, engine, ONE, workspace_mib=64, trt=rtx, rebuild="never") == first
+    assert ensure_engine(onnx_path, engine, ONE, workspace_mib=64, trt=rtx) == first
+    assert engine.stat().st_mtime_ns == stamp and capsys.readouterr().out.startswith("kept model.fp32.engine")
+
+    wider = ProfileSet((ShapeProfile(1, 1, 4, 1, 8, 16),))
+    with pytest.raises(EngineMismatchError, match=r"built for the profiles .* asked for .*Rebuild it with 04_build_engine"):
+        ensure_engine(onnx_path, engine, wider, trt=rtx, rebuild="never")
+    assert ensure_engine(onnx_path, engine, wider, workspace_mib=64, trt=rtx).profile_set().profiles == wider.profiles
+    assert "built for the profiles" in capsys.readouterr().out
+
+    smoke_onnx(tmp_path / "other.onnx").replace(onnx_path)  # the same graph written again: same bytes, still fits
+    ensure_engine(onnx_path, engine, wider, workspace_mib=64, trt=rtx)
+    assert capsys.readouterr().out.startswith("kept")
+    model = onnx.load(str(onnx_path))
+    model.doc_string = "re-exported"
+    onnx.save(model, str(onnx_path))
+    with pytest.raises(EngineMismatchError, match="model.onnx changed since the build"):
+        ensure_engine(onnx_path, engine, wider, trt=rtx, rebuild="never")
+    rebuilt = ensure_engine(onnx_path, engine, wider, workspace_mib=64, trt=rtx, rebuild="always")
+    assert "rebuild='always'" in capsys.readouterr().out and rebuilt.mismatches(onnx_path) == []
+    with pytest.raises(ConfigError, match=r"rebuild must be one of \('never', 'stale', 'always'\), got True"):
+        ensure_engine(onnx_path, engine, wider, trt=rtx, rebuild=True)
+
+
+def test_a_refused_build_leaves_the_kept_pair_byte_for_byte(tmp_path):
+    onnx_path = smoke_onnx(tmp_path / "model.onnx")
+    engine = tmp_path / "model.fp32.engine"
+    ensure_engine(onnx_path, engine, ONE, workspace_mib=64, trt=rtx)
+    before = engine.read_bytes(), sidecar_path(engine).read_bytes()
+    broken_onnx(onnx_path)
+    with pytest.raises(BackendError, match="ONNX parser rejected"):
+        ensure_engine(onnx_path, engine, ONE, trt=rtx)
+    assert (engine.read_bytes(), sidecar_path(engine).read_bytes()) == before
 
 
 def as_full_tensorrt(module):
@@ -140,22 +185,19 @@ def as_full_tensorrt(module):
 def test_full_tensorrt_timing_cache_is_written_offered_and_judged_by_tensorrt(tmp_path):
     trt = as_full_tensorrt(rtx)
     onnx_path = smoke_onnx(tmp_path / "model.onnx")
-    profile_set = ProfileSet((ShapeProfile(1, 4, 8, 1, 16, 32),))
-    running = RunningEnvironment(rtx.__version__, "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
-    settings = BuildSettings("fp32", 64, cache_dir=tmp_path / "cache")
+    h100 = EngineTarget(rtx.__version__, "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
+    cache = tmp_path / f"timing-trt{rtx.__version__}-sm90.cache"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TensorRT-RTX deprecates its timing cache calls
-        first = engine_from_onnx(onnx_path, tmp_path / "a.engine", profile_set, settings, running, trt=trt)
-        written = first.timing_cache.read_bytes()
-        second = engine_from_onnx(onnx_path, tmp_path / "b.engine", profile_set, settings, running, trt=trt)
-    assert first.timing_cache.name == f"timing-trt{rtx.__version__}-sm90.cache" and len(written) > 0
-    assert not first.timing_cache_reused and first.timing_cache_note.startswith("no timing cache yet")
+        first = ensure_engine(onnx_path, tmp_path / "a.engine", ONE, workspace_mib=64, trt=trt, target=h100)
+        written = cache.read_bytes()
+        second = ensure_engine(onnx_path, tmp_path / "b.engine", ONE, workspace_mib=64, trt=trt, target=h100)
+    assert len(written) > 0 and first.timing_cache == f"no timing cache yet: {cache.name} is written after this build"
     if HAS_GPU:
-        assert second.timing_cache_reused and second.timing_cache_note.startswith("reused")
-    else:  # deserializing a cache needs CUDA: TensorRT says so, and the result records it instead of claiming a hit
-        assert not second.timing_cache_reused
-        assert "was offered but TensorRT did not load it" in second.timing_cache_note
-        assert "Failed to deserialize timing cache" in second.timing_cache_note
+        assert second.timing_cache.startswith("reused")
+    else:  # deserializing a cache needs CUDA: TensorRT says so, and the record says so instead of claiming a hit
+        assert "was offered but TensorRT did not load it" in second.timing_cache
+        assert "Failed to deserialize timing cache" in second.timing_cache
     assert read_metadata(tmp_path / "b.engine").flavour == "tensorrt"
 
 
@@ -173,13 +215,20 @@ def broken_onnx(path):
 def test_parser_errors_reach_the_user_in_full(tmp_path):
     path = broken_onnx(tmp_path / "model.onnx")
     with pytest.raises(BackendError) as err:
-        engine_from_onnx(path, tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 2, 1, 8, 16),)),
-                         BuildSettings("fp32"), build_environment(rtx), trt=rtx)
+        ensure_engine(path, tmp_path / "e.engine", ONE, trt=rtx)
     text = str(err.value)
     assert f"TensorRT-RTX {rtx.__version__}'s ONNX parser rejected model.onnx with 1 error(s):" in text
     assert "#0: Invalid Node - node_of_logits [code INVALID_NODE, node 4 '', op 'MatMul']" in text
     assert "TensorRT's log:" in text and "While parsing node number 4 [MatMul -> \"logits\"]" in text
     assert not (tmp_path / "e.engine").exists() and not sidecar_path(tmp_path / "e.engine").exists()
+
+
+def test_a_graph_without_the_contract_io_is_refused(tmp_path):
+    model = onnx.load(str(smoke_onnx(tmp_path / "model.onnx")))
+    model.graph.output[0].name = model.graph.node[-1].output[0] = "scores"
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    with pytest.raises(ExportError, match=r"outputs \['scores'\]; expected .*\['logits'\]. Re-export with 02_onnx_export"):
+        ensure_engine(tmp_path / "model.onnx", tmp_path / "e.engine", ONE, trt=rtx)
 
 
 def test_profile_with_min_above_opt_is_refused(tmp_path):
@@ -191,14 +240,14 @@ def test_profile_with_min_above_opt_is_refused(tmp_path):
     for key, value in dict(min_batch=8, opt_batch=4, max_batch=16, min_len=1, opt_len=8, max_len=16).items():
         object.__setattr__(bad, key, value)
     with pytest.raises(BackendError, match=r"refused optimization profile batch 8-16 \(opt 4\).*MIN<=OPT<=MAX"):
-        engine_from_onnx(smoke_onnx(tmp_path / "m.onnx"), tmp_path / "e.engine", ProfileSet((bad,)),
-                         BuildSettings("fp32"), build_environment(rtx), trt=rtx)
+        ensure_engine(smoke_onnx(tmp_path / "m.onnx"), tmp_path / "e.engine", ProfileSet((bad,)), trt=rtx)
 
 
-def test_too_small_a_workspace_is_explained_with_workspace_mib(onnx_dir, tmp_path):
+def test_too_small_a_workspace_is_explained_with_workspace_mib(artifacts, tmp_path):
+    onnx_path, _ = engine_files(artifacts, "fp32")
     with pytest.raises(BackendError) as err:
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 8, 32, 1, 16, 64),)),
-                         BuildSettings("fp32", 1), build_environment(rtx), trt=rtx)
+        ensure_engine(onnx_path, tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 8, 32, 1, 16, 64),)),
+                      workspace_mib=1, trt=rtx)
     text = str(err.value)
     assert "within workspace limit" in text  # TensorRT's own message, in full
     assert "No kernel fits in the workspace limit of 1 MiB: build again with a larger workspace_mib" in text
@@ -210,45 +259,39 @@ def test_out_of_memory_advice_names_workspace_mib():
     h200 = "IBuilder::buildSerializedNetwork: Error Code 2: OutOfMemory (Requested size was 1482348552 bytes.)"
     assert workspace_advice([h200], 1024) == (
         "The builder asked for 1,414 MiB of workspace but workspace_mib is 1,024: build again with workspace_mib >= "
-        "1,536 (BuildSettings(workspace_mib=...), or 04_build_engine's workspace_mib parameter).")
+        "1,536 (ensure_engine(workspace_mib=...), or 04_build_engine's workspace_mib parameter).")
     assert "the GPU itself ran out of memory" in workspace_advice([h200], DEFAULT_WORKSPACE_MIB)
     assert workspace_advice(["Error Code 4: unsupported op"], 1024) == ""
 
 
-def test_the_fp32_graph_is_refused_for_fp16(onnx_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"model.onnx is an FP32 graph but precision 'fp16' needs the FP16 graph "
-                                          r"\(model.fp16.onnx\)"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
-                         BuildSettings("fp16"), build_environment(rtx), trt=rtx)
-
-
-def test_the_build_environment_must_match_the_module(onnx_dir, tmp_path):
-    running = RunningEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
-    with pytest.raises(ConfigError, match="the build environment is for tensorrt but the module is tensorrt-rtx"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
-                         BuildSettings("fp32"), running, trt=rtx)
+def test_the_build_target_must_match_the_module(artifacts, tmp_path):
+    onnx_path, _ = engine_files(artifacts, "fp32")
+    h100 = EngineTarget("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
+    with pytest.raises(ConfigError, match="to be built for tensorrt but the module is tensorrt-rtx"):
+        ensure_engine(onnx_path, tmp_path / "e.engine", ONE, trt=rtx, target=h100)
 
 
 def test_missing_onnx_names_02(tmp_path):
     with pytest.raises(MissingArtifactError, match=r"model.fp16.onnx is missing .*run notebook 02_onnx_export first"):
-        onnx_for(tmp_path, compat.features_of(rtx), "fp16")
-
-
-def test_a_runtime_only_module_cannot_build(onnx_dir, tmp_path):
-    lean = pytest.importorskip("tensorrt_lean_bindings")
-    running = RunningEnvironment(lean.__version__, "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
-    with pytest.raises(TensorRTUnavailableError, match="The engine builder .* is not available"):
-        engine_from_onnx(onnx_dir / ONNX_FILES["plain"], tmp_path / "e.engine", ProfileSet((ShapeProfile(1, 1, 1, 1, 8, 8),)),
-                         BuildSettings("fp32"), running, trt=lean)
-
-
-def test_settings_are_validated_and_the_default_workspace_builds_bert_base():
+        engine_files(ArtifactPaths.at(tmp_path), "fp16")
     with pytest.raises(ConfigError, match="precision must be one of"):
-        BuildSettings("int8")
+        engine_files(ArtifactPaths.at(tmp_path), "int8")
+    with pytest.raises(MissingArtifactError, match="run notebook 02_onnx_export first"):
+        ensure_engine(tmp_path / "model.onnx", tmp_path / "e.engine", ONE, trt=rtx)
+
+
+def test_a_runtime_only_module_cannot_build(artifacts, tmp_path):
+    lean = pytest.importorskip("tensorrt_lean_bindings")
+    onnx_path, _ = engine_files(artifacts, "fp32")
+    h100 = EngineTarget(lean.__version__, "NVIDIA H100 80GB HBM3", "9.0", "tensorrt")
+    with pytest.raises(TensorRTUnavailableError, match="The engine builder .* is not available"):
+        ensure_engine(onnx_path, tmp_path / "e.engine", ONE, trt=lean, target=h100)
+
+
+def test_the_default_workspace_builds_bert_base_and_bad_ones_are_refused(tmp_path):
+    assert DEFAULT_WORKSPACE_MIB >= 1536  # BERT-base FP32 at 64 x 512 needs 1,414
     with pytest.raises(ConfigError, match="workspace_mib must be >= 1"):
-        BuildSettings("fp32", 0)
-    assert BuildSettings("fp32", 3).workspace_bytes == 3 << 20
-    assert BuildSettings().workspace_mib == DEFAULT_WORKSPACE_MIB >= 1536  # BERT-base FP32 at 64 x 512 needs 1,414
+        ensure_engine(tmp_path / "m.onnx", tmp_path / "e.engine", ONE, workspace_mib=0, trt=rtx)
 
 
 def test_notebook_04_defaults_to_the_builder_workspace():

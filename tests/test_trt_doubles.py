@@ -14,7 +14,8 @@ import inspect
 
 import pytest
 
-from trt_doubles import ContextDouble, EngineDouble, RuntimeCacheDouble, RuntimeConfigDouble, RuntimeDouble, real_signatures
+from trt_api import real_signatures
+from trt_doubles import ContextDouble, EngineDouble, RuntimeCacheDouble, RuntimeConfigDouble, RuntimeDouble
 
 lean = pytest.importorskip("tensorrt_lean_bindings", reason="pip install -r environment/requirements-trt-check.txt")
 
@@ -119,9 +120,9 @@ def test_doubles_match_tensorrt_rtx_too(rtx, double, real):
 
 def test_rtx_strategies_take_only_the_real_enums(rtx):
     config = RuntimeConfigDouble(rtx)
-    assert config.cuda_graph_strategy == rtx.CudaGraphStrategy.DISABLED
-    assert config.dynamic_shapes_kernel_specialization_strategy == rtx.DynamicShapesKernelSpecializationStrategy.LAZY
+    strategies = rtx.DynamicShapesKernelSpecializationStrategy
+    assert config.dynamic_shapes_kernel_specialization_strategy == strategies.LAZY
     with pytest.raises(TypeError):
-        config.cuda_graph_strategy = "whole_graph_capture"
-    config.cuda_graph_strategy = rtx.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
-    assert config.cuda_graph_strategy == rtx.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+        config.dynamic_shapes_kernel_specialization_strategy = "eager"
+    config.dynamic_shapes_kernel_specialization_strategy = strategies.EAGER
+    assert config.dynamic_shapes_kernel_specialization_strategy == strategies.EAGER

@@ -1,6 +1,6 @@
-"""What an engine is checked against where it loads: ``running_environment`` and the GPU identity under it.
+"""What an engine is checked against where it loads: ``running_target`` and the GPU identity under it.
 
-An engine sidecar records the GPU it was built on; ``running_environment(trt, device)`` must describe the GPU
+An engine sidecar records the GPU it was built on; ``running_target(trt, device)`` must describe the GPU
 the runtime will really use. The runtime addresses GPUs by CUDA device index (cudaSetDevice, pycuda's
 Device(n), torch's "cuda:n"), which counts only the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible, in its order.
 A fake ``nvidia-smi`` on PATH describes three different GPUs, so a wrong index gives a wrong name.
@@ -16,7 +16,7 @@ import pytest
 
 from helpers.machine import gpu_identity
 from helpers.errors import BackendError
-from helpers.trt.metadata import running_environment
+from helpers.trt.metadata import running_target
 
 lean = pytest.importorskip("tensorrt_lean_bindings", reason="pip install -r environment/requirements-trt-check.txt")
 
@@ -67,10 +67,10 @@ def test_a_gpu_that_is_not_there_is_a_clear_error(three_gpus):
         gpu_identity(3)
 
 
-def test_running_environment_is_the_module_release_and_the_chosen_gpu(three_gpus):
-    env = running_environment(lean, 2)
+def test_running_target_is_the_module_release_and_the_chosen_gpu(three_gpus):
+    env = running_target(lean, 2)
     assert (env.tensorrt_version, env.gpu_name, env.compute_capability) == (lean.__version__, "NVIDIA H200", "9.0")
-    assert running_environment(lean, 1).gpu_name == "NVIDIA GeForce RTX 4090"
+    assert running_target(lean, 1).gpu_name == "NVIDIA GeForce RTX 4090"
 
 
 def test_cuda_visible_devices_decides_which_gpu_is_device_0(three_gpus, monkeypatch):

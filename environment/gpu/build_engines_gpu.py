@@ -13,10 +13,12 @@ What it does, with nothing but helpers' own code:
    expected batch sizes (default 1,8,32,64 at max length 512: profiles up to 64 x 512);
 2. writes the ONNX graphs of the randomly initialised BERT-base architecture (``helpers.bench.models``:
    the same export and FP16 recipe as notebook 02) into ``--work``;
-3. builds each precision with :func:`helpers.trt.builder.engine_from_onnx` (default workspace) and keeps
-   going when one fails, recording TensorRT's message;
+3. builds each precision with :func:`helpers.trt.builder.ensure_engine` (default workspace, ``rebuild="always"``)
+   and keeps going when one fails, recording TensorRT's message;
 4. asks the runtime about each engine: the sidecar check (:func:`helpers.trt.metadata.check_engine`) against
-   this GPU, TensorRT-RTX's ``get_engine_validity`` and a real deserialization, recording the exact refusal;
+   this GPU, TensorRT-RTX's ``get_engine_validity`` and a real deserialization, recording the exact refusal
+   (TensorRT-RTX's runtime refuses compute capability 9.0, the H100 and H200: the record says so in one
+   sentence, ``runs_here``);
 5. writes ``--out``/``engines.json`` (build times, engine sizes, profiles, versions, GPU, refusals) and each
    engine's metadata sidecar. Engines themselves stay in ``--work`` (``--keep-engines`` copies them).
 
@@ -34,14 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from helpers.config import ArtifactPaths
 from helpers.data import length_stats, load_corpus
 from helpers.errors import SeriesError
 from helpers.io import atomic_write_json, read_json
 from helpers.machine import driver_versions, gpu_identity, host_summary, package_versions, visible_gpus
 from helpers.trt import compat
-from helpers.trt.builder import BuildSettings, engine_from_onnx, engine_name, onnx_for
-from helpers.trt.metadata import (build_environment, check_engine, engine_validity, now_utc, running_environment,
-                                  sidecar_path)
+from helpers.trt.builder import DEFAULT_WORKSPACE_MIB, engine_files, ensure_engine
+from helpers.trt.metadata import check_engine, engine_validity, now_utc, sidecar_path
 from helpers.trt.profiles import choose_profiles
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
@@ -56,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precisions", default="fp16,fp32", help="comma-separated, from fp32 and fp16")
     parser.add_argument("--batch-sizes", default="1,8,32,64", help="expected batch sizes, as in 04_build_engine")
     parser.add_argument("--max-len", type=int, default=512, help="longest sequence (the profiles' maximum length)")
-    parser.add_argument("--workspace-mib", type=int, default=BuildSettings().workspace_mib)
+    parser.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB)
     parser.add_argument("--flavour", choices=compat.FLAVOURS, default=None,
                         help="TensorRT flavour (default: tensorrt if installed, else tensorrt-rtx)")
     parser.add_argument("--work", type=Path, default=None, help="where ONNX files and engines go (default: a temp folder)")
@@ -87,11 +89,9 @@ def training_length_stats(args: argparse.Namespace) -> tuple[dict[str, Any], str
 
 def runtime_verdicts(trt: Any, engine_path: Path, onnx_path: Path) -> dict[str, Any]:
     """What the project's sidecar check, TensorRT-RTX's header check and a real deserialization say here."""
-    from helpers.trt.runtime import load_engine
-
     out: dict[str, Any] = {}
     try:
-        check_engine(engine_path, running_environment(trt), onnx_path)
+        check_engine(engine_path, onnx_path, trt=trt)
         out["sidecar_check"] = "fits this GPU"
     except SeriesError as exc:
         out["sidecar_check"] = str(exc)
@@ -99,16 +99,28 @@ def runtime_verdicts(trt: Any, engine_path: Path, onnx_path: Path) -> dict[str, 
         verdict = engine_validity(engine_path, trt)
         out["engine_validity"] = {"validity": verdict.validity, "diagnostics": list(verdict.diagnostics),
                                   "messages": list(verdict.messages)}
+    logger = compat.capturing_logger(trt, echo=False)
+    runtime = trt.Runtime(logger)
     start = time.perf_counter()
-    try:
-        loaded = load_engine(engine_path, trt)
-        out["deserialized"] = True
+    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+    out["deserialized"] = engine is not None
+    if engine is not None:
         out["deserialize_seconds"] = round(time.perf_counter() - start, 3)
-        out["num_io_tensors"] = int(loaded.engine.num_io_tensors)
-    except SeriesError as exc:
-        out["deserialized"] = False
-        out["refusal"] = str(exc)
+        out["num_io_tensors"] = int(engine.num_io_tensors)
+    else:
+        out["refusal"] = " | ".join(logger.errors()) or "no message"
     return out
+
+
+def runs_here(flavour: str) -> str:
+    """One sentence: whether engines of ``flavour`` run on GPU 0 here."""
+    try:
+        gpu = gpu_identity(0)
+    except SeriesError as exc:
+        return str(exc)
+    refusal = compat.runtime_refusal(flavour, gpu.compute_capability)
+    return refusal or f"{flavour} engines run on {gpu.name} (compute capability {gpu.compute_capability})."
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     trt = compat.import_tensorrt(args.flavour)
     features = compat.features_of(trt)
-    print(f"{features.label}; GPUs here: {[g.name for g in visible_gpus()] or 'none'}", flush=True)
+    print(f"{features.label}; GPUs here: {[g.name for g in visible_gpus()] or 'none'}; {runs_here(features.flavour)}",
+          flush=True)
 
     stats, stats_source = training_length_stats(args)
     profile_set = choose_profiles(stats, args.batch_sizes, max_len=args.max_len)
@@ -133,13 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         builds: dict[str, Any] = {}
         for precision in args.precisions:
-            onnx_path = onnx_for(work / "onnx", features, precision)
-            engine_path = work / "trt" / engine_name(precision)
-            print(f"building {engine_path.name} from {onnx_path.name} ...", flush=True)
+            onnx_path, engine_path = engine_files(ArtifactPaths.at(work), precision)
             try:
-                result = engine_from_onnx(onnx_path, engine_path, profile_set,
-                                          BuildSettings(precision, args.workspace_mib, cache_dir=work / "trt"),
-                                          build_environment(trt), trt=trt)
+                meta = ensure_engine(onnx_path, engine_path, profile_set, workspace_mib=args.workspace_mib, trt=trt,
+                                     rebuild="always")
             except SeriesError as exc:
                 builds[precision] = {"built": False, "error": str(exc)}
                 print(f"  failed: {exc}", flush=True)
@@ -147,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(sidecar_path(engine_path), args.out / sidecar_path(engine_path).name)
             if args.keep_engines:
                 shutil.copyfile(engine_path, args.out / engine_path.name)
+            size = engine_path.stat().st_size
             builds[precision] = {
-                "built": True, "onnx_file": onnx_path.name, "seconds": round(result.seconds, 2),
-                "engine_bytes": result.engine_bytes, "engine_mib": round(result.engine_bytes / 2**20, 1),
-                "timing_cache": result.timing_cache_note,
-                "network": {"inputs": result.network_io.inputs, "outputs": result.network_io.outputs},
+                "built": True, "onnx_file": onnx_path.name, "precision": meta.precision, "seconds": meta.build_seconds,
+                "engine_bytes": size, "engine_mib": round(size / 2**20, 1), "timing_cache": meta.timing_cache,
+                "network": {"inputs": meta.input_dtypes, "outputs": meta.output_dtypes},
                 "runtime": runtime_verdicts(trt, engine_path, onnx_path),
             }
             print(f"  {builds[precision]['engine_mib']} MiB in {builds[precision]['seconds']} s; "
@@ -165,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "measured_utc": now_utc(),
         "what": f"{arch.model_size} architecture (random weights, vocabulary {arch.vocab_size}) built with "
-                "helpers.trt.builder.engine_from_onnx, profiles from helpers.trt.profiles.choose_profiles",
-        "flavour": features.flavour, "tensorrt_version": features.version,
+                "helpers.trt.builder.ensure_engine, profiles from helpers.trt.profiles.choose_profiles",
+        "flavour": features.flavour, "tensorrt_version": features.version, "runs_here": runs_here(features.flavour),
         "gpu": gpu, "driver": driver, "driver_cuda": driver_cuda, "host": host_summary(), "versions": package_versions(),
         "length_stats": {"source": stats_source, "percentiles": stats.get("percentiles"), "max_len": args.max_len},
         "batch_sizes": args.batch_sizes, "profiles": profile_set.to_dicts(), "profile_reason": profile_set.reason,

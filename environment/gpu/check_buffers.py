@@ -12,9 +12,10 @@ What it does, for each buffer implementation of :mod:`helpers.trt.buffers` that 
    profiles exactly as 04_build_engine does, and sizes buffers for the engine's three I/O tensors
    (``input_ids``/``segment_ids`` int32, ``logits`` float32) at the profiles' maximum;
 2. allocates pinned host + device buffers once, then for every batch (length-bucketed batches like the
-   Classifier's, batches in corpus order, and one batch at exactly the maximum shape) writes the real
-   token ids into the pinned buffer, queues host -> device on the implementation's stream, overwrites the
-   host buffer, queues device -> host, synchronises, and compares byte for byte with the batch;
+   Classifier's, batches in corpus order, and one batch at exactly the maximum shape) copies the real token
+   ids to the device (``to_device``: into the pinned buffer, then host -> device on the implementation's
+   stream), overwrites the host buffer, queues device -> host (``to_host``), synchronises, and compares byte
+   for byte with the batch;
 3. independently reads each device buffer back with a synchronous ``cudaMemcpy`` of cuda-python into a
    fresh (pageable) array, at the address recorded right after allocation: the bytes are proven to be where
    TensorRT would be told they are, and a buffer that moved between calls would show as a mismatch;
@@ -44,7 +45,7 @@ import numpy as np
 from helpers.data import length_stats, load_corpus
 from helpers.errors import BackendError
 from helpers.export import TensorSpec
-from helpers.trt.buffers import BUFFER_KINDS, BufferSpec, buffer_kind_status, make_buffers, size_buffers, total_bytes
+from helpers.trt.buffers import BUFFER_KINDS, buffer_kind_status, make_buffers, size_buffers, tensor_bytes
 from helpers.trt.profiles import choose_profiles
 from helpers.tokenizer import SentenceTokenizer, build_vocab
 
@@ -157,20 +158,18 @@ def check_kind(kind: str, buffer_sizes, batches, device: int) -> dict:
         logits = np.stack([ids.sum(1), seg.sum(1)], 1).astype(np.float32)  # a float tensor of the output's shape
         row = {"batch": label, "shape": list(ids.shape), "tensors": {}}
         for name, arr in (("input_ids", ids), ("segment_ids", seg), ("logits", logits)):
-            view = buffers.host_view(name, arr.shape)
-            view[...] = arr
-            buffers.to_device(name, view.nbytes)
+            buffers.to_device(name, arr)
             buffers.synchronize()
-            on_device = device_readback(pointers[name], view.nbytes)
-            view.view(np.uint8)[...] = 0xFF  # wipe the host copy: what comes back must come from the GPU
-            buffers.to_host(name, view.nbytes)
+            on_device = device_readback(pointers[name], arr.nbytes)
+            buffers.host_view(name, arr.shape).view(np.uint8)[...] = 0xFF  # what comes back must come from the GPU
+            back = buffers.to_host(name, arr.shape)
             buffers.synchronize()
-            same_host = buffers.host_view(name, arr.shape).tobytes() == arr.tobytes()
+            same_host = back.tobytes() == arr.tobytes()
             same_device = on_device == arr.tobytes()
-            row["tensors"][name] = {"bytes": int(view.nbytes), "host_roundtrip_equal": same_host,
+            row["tensors"][name] = {"bytes": int(arr.nbytes), "host_roundtrip_equal": same_host,
                                     "device_readback_equal": same_device}
             result["mismatches"] += int(not same_host) + int(not same_device)
-            checked += view.nbytes
+            checked += arr.nbytes
         result["batches"].append(row)
     result["bytes_round_tripped"] = int(checked)
     result["buffers"] = buffers.describe()["buffers"]
@@ -199,8 +198,8 @@ def check_failed_allocation(kind: str, device: int) -> dict:
     the small buffer must be released and the thread's CUDA context must be the one it had before."""
     context_before, in_use_before = current_context(), device_bytes_in_use(kind, device)
     buffers = recording(make_buffers(kind, device))
-    buffer_sizes = (BufferSpec("small", True, np.dtype(np.uint8), (4096,)),
-                    BufferSpec("huge", True, np.dtype(np.uint8), (1 << 50,)))
+    buffer_sizes = (TensorSpec("small", True, np.dtype(np.uint8), (4096,)),
+                    TensorSpec("huge", True, np.dtype(np.uint8), (1 << 50,)))
     try:
         buffers.allocate(buffer_sizes)
         error = None
@@ -261,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
               "environment": environment(), "corpus": split.source, "vocab_size": tokenizer.vocab_size,
               "length_stats": {k: stats[k] for k in ("count", "mean", "max", "max_len", "percentiles")},
               "profiles": profiles.table(), "profile_reason": profiles.reason,
-              "buffer_sizes": [b.row() for b in buffer_sizes], "buffer_bytes": total_bytes(buffer_sizes),
+              "buffer_sizes": [{"tensor": b.name, "dtype": b.dtype.name, "max shape": "x".join(map(str, b.shape)),
+                                "bytes": tensor_bytes(b)} for b in buffer_sizes],
+              "buffer_bytes": sum(tensor_bytes(b) for b in buffer_sizes),
               "batches": [{"batch": label, "shape": list(ids.shape)} for label, ids, _ in batches], "results": {}}
     for kind in [k for k in args.kinds.split(",") if k]:
         ok, why = buffer_kind_status(kind)

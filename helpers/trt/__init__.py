@@ -1,17 +1,51 @@
-"""TensorRT 10.x / 11.x and TensorRT-RTX: profiles, engine building, metadata, buffers and execution.
+"""TensorRT 10.x / 11.x and TensorRT-RTX: what notebooks 03-05 use beside TensorRT's own calls.
 
-Modules (each of one concern; none imports ``tensorrt`` at import time, so this package loads on any
-machine):
+The notebooks write the TensorRT calls out themselves (04 the build, 05 the runtime loop). This package holds
+what a tutorial should not re-type, behind these names (imported on first use, so ``import helpers.trt`` loads
+no TensorRT):
 
-* :mod:`~helpers.trt.compat` - the two flavours (TensorRT, TensorRT-RTX) and every release difference, by
-  feature detection, and the list of TensorRT names helpers uses;
-* :mod:`~helpers.trt.profiles` - optimization profiles from length statistics and expected batch sizes;
-* :mod:`~helpers.trt.builder` - ONNX -> engine with the Python builder API;
-* :mod:`~helpers.trt.commands` - the equivalent ``trtexec`` and ``polygraphy`` command lines, and the
-  trtexec build;
-* :mod:`~helpers.trt.metadata` - the engine's metadata sidecar and the check that it fits where it loads;
-* :mod:`~helpers.trt.buffers` - pinned host + device buffers (cuda-python, pycuda, torch);
-* :mod:`~helpers.trt.runtime` - engine loading (device first) and the per-call execution sequence;
-* :mod:`~helpers.trt.rtx` - TensorRT-RTX's runtime settings (runtime cache, CUDA graphs, kernel specialisation);
-* :mod:`~helpers.trt.smoke` - a tiny ONNX model with the classifier's I/O, for install smoke tests.
+* :func:`import_tensorrt` - ``tensorrt`` if installed, else ``tensorrt_rtx_bindings`` (or the flavour named);
+* :func:`choose_profiles`, :class:`ProfileSet`, :func:`draw_profiles` - optimization profiles from 01's length
+  statistics;
+* :func:`engine_files`, :func:`ensure_engine` - the one way to get an engine that is up to date, with its
+  metadata sidecar; :func:`check_engine` - the sidecar checked where the engine is about to run;
+* :func:`make_buffers` - pinned host and device buffers (cuda-python, pycuda or torch);
+* :func:`trtexec_command`, :func:`polygraphy_command`, :func:`run_command` - NVIDIA's command-line tools;
+* :func:`smoke_onnx` - a tiny model with the classifier's I/O, for the install smoke test.
+
+The engine behind the common backend interface is :class:`helpers.backends.TensorRTBackend`.
+
+Modules, one concern each: ``compat`` (flavours and release differences, by feature detection), ``profiles``,
+``builder``, ``metadata`` (the sidecar), ``buffers``, ``rtx`` (TensorRT-RTX's runtime settings), ``commands``,
+``smoke``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: name -> module (relative to this package) that defines it
+_FRONT_DOOR = {
+    "import_tensorrt": ".compat",
+    "ProfileSet": ".profiles",
+    "choose_profiles": ".profiles",
+    "draw_profiles": ".profiles",
+    "engine_files": ".builder",
+    "ensure_engine": ".builder",
+    "check_engine": ".metadata",
+    "make_buffers": ".buffers",
+    "trtexec_command": ".commands",
+    "polygraphy_command": ".commands",
+    "run_command": ".commands",
+    "smoke_onnx": ".smoke",
+}
+
+__all__ = sorted(_FRONT_DOOR)
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its module on first use."""
+    if name in _FRONT_DOOR:
+        return getattr(importlib.import_module(_FRONT_DOOR[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

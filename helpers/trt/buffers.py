@@ -1,8 +1,9 @@
 """Pinned host + device buffers for an engine's inputs and outputs, in three implementations.
 
-Buffers are sized once from the engine's I/O tensors and the largest shape its profiles allow
-(:func:`size_buffers`); every buffer is then allocated once and reused by every call, whatever the batch
-and length (a call uses the first ``nbytes`` of each buffer).
+Buffers are sized once from the engine's I/O tensors (their dtypes read from the engine:
+``trt.nptype(engine.get_tensor_dtype(name))``) and the largest shape its profiles allow
+(:meth:`DeviceBuffers.allocate_for`); every buffer is then allocated once and reused by every call, whatever
+the batch and length (a call uses the first bytes of each buffer).
 
 :class:`DeviceBuffers` holds one pinned host buffer and one device buffer per tensor plus one CUDA stream, and
 does the bookkeeping and the checks. The CUDA work is done by a small memory object per implementation, in
@@ -21,13 +22,14 @@ members (``kind``, ``device``, ``stream``, ``alloc``, ``to_device``, ``to_host``
 **The device comes first.** Opening buffers makes their GPU current for this thread (``cudaSetDevice``, the
 primary context pushed, ``torch.cuda.set_device``). TensorRT deserializes an engine and creates its context
 on the current device, so buffers are opened *before* the engine is loaded
-(:func:`helpers.trt.runtime.open_engine` keeps that order). GPUs are CUDA device indices, which honour
-``CUDA_VISIBLE_DEVICES``: device 0 is the first visible GPU.
+(:class:`~helpers.backends.tensorrt.TensorRTBackend` and 05_infer keep that order). GPUs are CUDA device
+indices, which honour ``CUDA_VISIBLE_DEVICES``: device 0 is the first visible GPU.
 
 Memory is released deterministically by :meth:`DeviceBuffers.close` (also on ``with`` exit), in reverse order of
 allocation; closing twice is harmless. An allocation that fails frees what was already allocated and closes
-the memory object (pycuda's context is popped) before the error is raised. Host views returned by
-:meth:`DeviceBuffers.host_view` alias the pinned buffer: the next call overwrites them, so copy what you keep.
+the memory object (pycuda's context is popped) before the error is raised. The arrays :meth:`DeviceBuffers.to_host`
+returns alias the pinned buffer: they hold the result after :meth:`DeviceBuffers.synchronize`, and the next call
+overwrites them, so copy what you keep.
 """
 
 from __future__ import annotations
@@ -35,77 +37,58 @@ from __future__ import annotations
 import ctypes
 import importlib
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import BackendError, ConfigError, InputError, TensorRTUnavailableError
 from ..export import TensorSpec
+from . import compat
+from .profiles import profiles_from_engine
 
 BUFFER_KINDS: tuple[str, ...] = ("cuda-python", "pycuda", "torch")
 
 
 # ------------------------------------------------------------------------------------------------- sizing
-@dataclass(frozen=True)
-class BufferSpec:
-    """One buffer: the tensor it holds and the largest shape it must hold."""
-
-    name: str
-    is_input: bool
-    dtype: np.dtype
-    max_shape: tuple[int, ...]
-
-    @property
-    def elements(self) -> int:
-        return int(math.prod(self.max_shape))
-
-    @property
-    def nbytes(self) -> int:
-        return self.elements * np.dtype(self.dtype).itemsize
-
-    def row(self) -> dict[str, Any]:
-        return {"tensor": self.name, "direction": "input" if self.is_input else "output",
-                "dtype": np.dtype(self.dtype).name, "max shape": "x".join(map(str, self.max_shape)),
-                "bytes": self.nbytes}
+def tensor_bytes(spec: TensorSpec) -> int:
+    """Bytes of ``spec`` at its (concrete) shape."""
+    return int(math.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
 
 
-def size_buffers(specs: Sequence[TensorSpec], max_batch: int, max_len: int,
-                 max_shapes: Mapping[str, Sequence[int]] | None = None) -> tuple[BufferSpec, ...]:
-    """Size one buffer per I/O tensor for the largest call the profiles allow.
+def engine_tensors(engine: Any, trt: Any) -> tuple[TensorSpec, ...]:
+    """The engine's I/O tensors in engine order, dtypes from ``trt.nptype(engine.get_tensor_dtype(name))`` (since
+    TensorRT 9 an int64 input needs an int64 buffer), shapes with -1 on dynamic axes."""
+    specs = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        dtype = compat.numpy_dtype(trt, engine.get_tensor_dtype(name))
+        specs.append(TensorSpec(name, is_input, dtype, tuple(int(d) for d in engine.get_tensor_shape(name))))
+    return tuple(specs)
 
-    Shapes given in ``max_shapes`` win (the runtime reads output maxima from the execution context).
-    Otherwise this project's contract fills dynamic axes: axis 0 is the batch (``max_batch``) and axis 1
-    of a rank-2 input is the sequence (``max_len``); any other dynamic axis is an error.
-    """
+
+def size_buffers(specs: Sequence[TensorSpec], max_batch: int, max_len: int) -> tuple[TensorSpec, ...]:
+    """``specs`` at the largest call the profiles allow: axis 0 (the batch) becomes ``max_batch`` and axis 1 of a
+    rank-2 input (the sequence) ``max_len``; any other dynamic axis is an error."""
     if max_batch < 1 or max_len < 1:
         raise ConfigError(f"buffer sizes need max_batch and max_len >= 1, got {max_batch} and {max_len}.")
-    given = {k: tuple(int(d) for d in v) for k, v in (max_shapes or {}).items()}
     out = []
     for spec in specs:
-        if spec.name in given:
-            shape = given[spec.name]
-        else:
-            shape = list(spec.shape)
-            for axis, dim in enumerate(shape):
-                if dim >= 0:
-                    continue
-                if axis == 0:
-                    shape[axis] = max_batch
-                elif axis == 1 and spec.is_input and len(shape) == 2:
-                    shape[axis] = max_len
-                else:
-                    raise ConfigError(f"tensor {spec.name!r} has a dynamic axis {axis} in {spec.shape} that the "
-                                      "batch/length contract does not name; pass its maximum in max_shapes.")
-            shape = tuple(shape)
+        shape = list(spec.shape)
+        for axis, dim in enumerate(shape):
+            if dim >= 0:
+                continue
+            if axis == 0:
+                shape[axis] = max_batch
+            elif axis == 1 and spec.is_input and len(shape) == 2:
+                shape[axis] = max_len
+            else:
+                raise ConfigError(f"tensor {spec.name!r} has a dynamic axis {axis} in {spec.shape} that the "
+                                  "batch/length contract does not name.")
         if any(d < 1 for d in shape):
-            raise ConfigError(f"tensor {spec.name!r}: maximum shape {shape} must be positive in every axis.")
-        out.append(BufferSpec(spec.name, spec.is_input, np.dtype(spec.dtype), tuple(shape)))
+            raise ConfigError(f"tensor {spec.name!r}: maximum shape {tuple(shape)} must be positive in every axis.")
+        out.append(TensorSpec(spec.name, spec.is_input, np.dtype(spec.dtype), tuple(shape)))
     return tuple(out)
-
-
-def total_bytes(sizes: Iterable[BufferSpec]) -> int:
-    return sum(b.nbytes for b in sizes)
 
 
 # --------------------------------------------------------------------------------------- the memory objects
@@ -285,15 +268,16 @@ class TorchMemory:
 
 # ------------------------------------------------------------------------------------------------ buffers
 class DeviceBuffers:
-    """Pinned host and device memory for the buffers :func:`size_buffers` sized, plus one CUDA stream, on one GPU.
+    """One pinned host buffer and one device buffer per tensor, plus one CUDA stream, on one GPU.
 
-    Life cycle: open (:func:`make_buffers`), :meth:`allocate` once, then per call :meth:`host_view` /
-    :meth:`to_device` / :meth:`to_host` / :meth:`synchronize`, finally :meth:`close`.
+    Life cycle: open (:func:`make_buffers`: the GPU becomes current), :meth:`allocate_for` the engine once, then
+    per call :meth:`to_device` each input, ``set_tensor_address(name, device_ptr(name))``, run the engine on
+    :attr:`stream_handle`, :meth:`to_host` each output and :meth:`synchronize`; finally :meth:`close`.
     """
 
     def __init__(self, memory: Memory) -> None:
         self.memory = memory
-        self.sizes: dict[str, BufferSpec] = {}
+        self.sizes: dict[str, TensorSpec] = {}  # tensor name -> its largest shape and dtype
         self._buffers: dict[str, tuple[np.ndarray, int]] = {}  # name -> (pinned host bytes, device address)
         self._closed = False
 
@@ -310,42 +294,59 @@ class DeviceBuffers:
         """The CUDA stream as the integer ``set_optimization_profile_async`` and ``execute_async_v3`` take."""
         return int(self.memory.stream)
 
-    def allocate(self, sizes: Sequence[BufferSpec]) -> "DeviceBuffers":
-        """Allocate every buffer of ``sizes`` once; on failure free what was made, close, and raise."""
+    def allocate(self, sizes: Sequence[TensorSpec]) -> "DeviceBuffers":
+        """Allocate one buffer per tensor of ``sizes`` (each at its shape); on failure free what was made, close,
+        and raise."""
         self._check_open()
         if self.sizes:
             raise BackendError(f"{self.kind} buffers: already allocated; buffers are allocated once and reused.")
         try:
             for spec in sizes:
-                self._buffers[spec.name] = self.memory.alloc(max(1, spec.nbytes))
+                self._buffers[spec.name] = self.memory.alloc(max(1, tensor_bytes(spec)))
                 self.sizes[spec.name] = spec
         except BaseException:
             self.close()
             raise
         return self
 
+    def allocate_for(self, engine: Any, trt: Any) -> "DeviceBuffers":
+        """Allocate a buffer for every I/O tensor of the deserialized ``engine``, of the dtype the engine gives it,
+        at the largest batch and length its optimization profiles allow."""
+        specs = engine_tensors(engine, trt)
+        profile_set = profiles_from_engine(engine, [s.name for s in specs if s.is_input])
+        return self.allocate(size_buffers(specs, profile_set.max_batch, profile_set.max_len))
+
     def device_ptr(self, name: str) -> int:
         """Device address of the buffer for tensor ``name`` (what ``set_tensor_address`` takes)."""
         return self._buffers[self._spec(name).name][1]
 
     def host_view(self, name: str, shape: Sequence[int]) -> np.ndarray:
-        """The pinned host buffer of ``name`` viewed as ``shape`` (must fit within the buffer's maximum shape)."""
+        """The pinned host buffer of ``name`` viewed as ``shape`` (which must fit in the buffer)."""
         spec = self._spec(name)
         count = int(math.prod(shape))
-        if count > spec.elements:
+        if count > math.prod(spec.shape):
             raise InputError(f"{self.kind} buffers: {name} of shape {tuple(shape)} needs {count} elements but its buffer "
-                             f"holds {spec.elements} (max shape {spec.max_shape}); the engine's profile does not allow it.")
+                             f"holds {math.prod(spec.shape)} (max shape {spec.shape}); the engine's profiles do not "
+                             "allow it.")
         return self._buffers[name][0][: count * spec.dtype.itemsize].view(spec.dtype).reshape(tuple(shape))
 
-    def to_device(self, name: str, nbytes: int) -> None:
-        """Queue a copy of the first ``nbytes`` of the host buffer to the device (asynchronous, on the stream)."""
-        host, ptr = self._copy_checks(name, nbytes)
-        self.memory.to_device(ptr, host[:nbytes])
+    def to_device(self, name: str, array: np.ndarray) -> None:
+        """Copy ``array`` into the pinned buffer of ``name`` (casting within its kind, e.g. int32 -> int64) and queue
+        the copy of those bytes to the device on the stream."""
+        spec = self._spec(name)
+        array = np.asarray(array)
+        if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+            raise InputError(f"{self.kind} buffers: {name} must be {spec.dtype} (the engine's type), got {array.dtype}.")
+        view = self.host_view(name, array.shape)
+        np.copyto(view, array, casting="same_kind")
+        self.memory.to_device(self._buffers[name][1], self._buffers[name][0][: view.nbytes])
 
-    def to_host(self, name: str, nbytes: int) -> None:
-        """Queue a copy of the first ``nbytes`` of the device buffer to the host (asynchronous, on the stream)."""
-        host, ptr = self._copy_checks(name, nbytes)
-        self.memory.to_host(host[:nbytes], ptr)
+    def to_host(self, name: str, shape: Sequence[int]) -> np.ndarray:
+        """Queue the copy of ``name``'s first ``shape`` worth of device memory to its pinned buffer; return that
+        buffer viewed as ``shape``: it holds the result after :meth:`synchronize`, until the next call."""
+        view = self.host_view(name, tuple(int(d) for d in shape))
+        self.memory.to_host(self._buffers[name][0][: view.nbytes], self._buffers[name][1])
+        return view
 
     def synchronize(self) -> None:
         """Wait until everything queued on the stream has finished."""
@@ -353,8 +354,10 @@ class DeviceBuffers:
         self.memory.synchronize()
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "device": self.device, "buffers": [s.row() for s in self.sizes.values()],
-                "total_bytes": total_bytes(self.sizes.values())}
+        rows = [{"tensor": s.name, "direction": "input" if s.is_input else "output", "dtype": np.dtype(s.dtype).name,
+                 "max shape": "x".join(map(str, s.shape)), "bytes": tensor_bytes(s)} for s in self.sizes.values()]
+        return {"kind": self.kind, "device": self.device, "buffers": rows,
+                "total_bytes": sum(r["bytes"] for r in rows)}
 
     def close(self) -> None:
         """Free every buffer (reverse order), then the stream (and pycuda's context). Safe to call twice."""
@@ -375,26 +378,19 @@ class DeviceBuffers:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self.sizes)} buffers, {total_bytes(self.sizes.values())} bytes"
+        state = "closed" if self._closed else f"{len(self.sizes)} buffers, {self.describe()['total_bytes']} bytes"
         return f"<DeviceBuffers {self.kind} on device {self.device}: {state}>"
 
     def _check_open(self) -> None:
         if self._closed:
             raise BackendError(f"{self.kind} buffers: used after close(); create new buffers.")
 
-    def _spec(self, name: str) -> BufferSpec:
+    def _spec(self, name: str) -> TensorSpec:
         self._check_open()
         if name not in self.sizes:
             raise InputError(f"{self.kind} buffers: no buffer for tensor {name!r}; "
                              f"there are buffers for {sorted(self.sizes)}.")
         return self.sizes[name]
-
-    def _copy_checks(self, name: str, nbytes: int) -> tuple[np.ndarray, int]:
-        spec = self._spec(name)
-        if not 0 < nbytes <= spec.nbytes:
-            raise InputError(f"{self.kind} buffers: copy of {nbytes} bytes for {name} outside its buffer of "
-                             f"{spec.nbytes} bytes.")
-        return self._buffers[name]
 
 
 # ----------------------------------------------------------------------------------------------- factory

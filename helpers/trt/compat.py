@@ -26,10 +26,9 @@ everything helpers calls. What differs, by release:
 A feature that is missing raises :class:`~helpers.errors.TensorRTUnavailableError` with one uniform
 sentence: ``"<feature> is not available in TensorRT <version>; <what to do instead>"``.
 
-The names helpers calls on TensorRT objects are listed once, below, per class. The test suite checks the
-runtime-side lists against NVIDIA's real TensorRT 11 lean runtime (``tensorrt_lean_bindings``) and the
-builder-side lists against the real TensorRT-RTX builder (``tensorrt_rtx_bindings``), and scans helpers'
-source so that no call escapes the lists.
+Every TensorRT name that helpers and notebooks 03-05 use is checked by the test suite against NVIDIA's real
+classes (tests/trt_api.py lists them: the TensorRT 11 lean runtime for the runtime side, TensorRT-RTX for the
+builder side).
 """
 
 from __future__ import annotations
@@ -51,13 +50,6 @@ FLAVOURS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
 FLAVOUR_MODULES: dict[str, str] = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx_bindings"}
 #: The TensorRT-RTX release this project was built and tested with (its wheels are real ones on PyPI).
 RTX_RELEASE = "1.7.1.116"
-#: Which GPUs each flavour is for (03_trt_setup shows this to the reader).
-FLAVOUR_GPUS: dict[str, str] = {
-    "tensorrt": "data-centre and professional GPUs (A100, H100, H200, L4, L40S...: every architecture in "
-                "TensorRT's support matrix, compute capability 7.5 and newer)",
-    "tensorrt-rtx": "GeForce RTX and RTX PRO GPUs of compute capability 8.0, 8.6, 8.9 or 12.x (its runtime "
-                    "refuses 9.0, i.e. H100/H200); its builder needs no GPU at all",
-}
 #: Which flavour fits which GPUs, in a few words.
 FLAVOUR_FOR: dict[str, str] = {"tensorrt": "data-centre GPUs (TensorRT)",
                                "tensorrt-rtx": "GeForce RTX / RTX PRO GPUs (TensorRT-RTX)"}
@@ -112,15 +104,6 @@ def import_tensorrt(flavour: str | None = None) -> ModuleType:
                                    f"{commands}.") from None
 
 
-def tensorrt_available(flavour: str | None = None) -> bool:
-    """True when :func:`import_tensorrt` works here (for ``flavour``, or for either)."""
-    try:
-        import_tensorrt(flavour)
-    except TensorRTUnavailableError:
-        return False
-    return True
-
-
 def flavour_of(trt: Any) -> str:
     """``"tensorrt-rtx"`` for NVIDIA's TensorRT-RTX modules, ``"tensorrt"`` for TensorRT's (full, lean or
     dispatch runtime), told by the module's name. An object under another name that offers TensorRT's
@@ -137,93 +120,17 @@ def flavour_of(trt: Any) -> str:
                       f"module that import_tensorrt() returns ({' or '.join(FLAVOUR_MODULES.values())}).")
 
 
-# ---------------------------------------------------------------------------------------------------- names
-#: Runtime-side names helpers uses, per TensorRT class ("module" = attributes of the ``tensorrt`` module).
-#: All of them exist in the lean runtime, so CI checks them against the real TensorRT 11 classes.
-RUNTIME_API: dict[str, tuple[str, ...]] = {
-    "module": ("__name__", "__version__", "ILogger", "Runtime", "TensorIOMode", "nptype", "MemoryPoolType",
-               "BuilderFlag"),
-    "ILogger": ("__init__",),
-    "Runtime": ("deserialize_cuda_engine",),
-    "ICudaEngine": ("num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype",
-                    "get_tensor_shape", "num_optimization_profiles", "get_tensor_profile_shape",
-                    "create_execution_context", "create_runtime_config"),
-    "IExecutionContext": ("set_optimization_profile_async", "set_input_shape", "infer_shapes",
-                          "set_tensor_address", "execute_async_v3", "get_tensor_shape"),
-    "TensorIOMode": ("INPUT",),
-    # Builder-side classes that the lean runtime module exposes too (so CI checks them there as well).
-    "MemoryPoolType": ("WORKSPACE",),
-    "IOptimizationProfile": ("set_shape",),
-    "ITimingCache": ("serialize",),
-}
-
-#: Builder-side names: not in the lean runtime; CI checks them against the real TensorRT-RTX builder.
-BUILDER_API: dict[str, tuple[str, ...]] = {
-    "module": ("Builder", "OnnxParser"),
-    "Builder": ("create_network", "create_builder_config", "create_optimization_profile",
-                "build_serialized_network"),
-    "IBuilderConfig": ("set_memory_pool_limit", "add_optimization_profile", "create_timing_cache",
-                       "set_timing_cache", "get_timing_cache"),
-    "INetworkDefinition": ("num_inputs", "get_input", "num_outputs", "get_output"),
-    "ITensor": ("name", "dtype", "shape"),
-    "OnnxParser": ("parse_from_file", "num_errors", "get_error"),
-    "ParserError": ("code", "desc", "node", "node_name", "node_operator"),
-}
-
-#: Names of one flavour only: TensorRT-RTX's check of a serialized engine against this machine.
-RTX_API: dict[str, tuple[str, ...]] = {
-    "module": ("EngineInvalidityDiagnostics", "ComputeCapability"),
-    "Runtime": ("get_engine_validity",),
-    "EngineInvalidityDiagnostics": ("__members__",),
-}
-
-#: Names present in some releases only; helpers reaches them through feature detection alone.
-OPTIONAL_API: dict[str, tuple[str, ...]] = {
-    "module": ("NetworkDefinitionCreationFlag",  # builder side: 10.x, 11.x (ignored there), TensorRT-RTX
-               "CudaGraphStrategy", "DynamicShapesKernelSpecializationStrategy"),  # TensorRT-RTX only (trt/rtx.py)
-    "NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",),
-    "BuilderFlag": ("FP16",),  # 10.x only (removed in 11.x); detected to tell the reader, never set
-}
-
-#: The variable names that hold TensorRT objects in helpers' source, and the class each one holds.
-#: (``self._engine`` counts as ``engine``.) The source scan in the tests relies on this convention.
-OBJECT_NAMES: dict[str, str] = {
-    "trt": "module",
-    "runtime": "Runtime",
-    "engine": "ICudaEngine",
-    "context": "IExecutionContext",
-    "builder": "Builder",
-    "builder_config": "IBuilderConfig",
-    "network": "INetworkDefinition",
-    "network_tensor": "ITensor",
-    "parser": "OnnxParser",
-    "parser_error": "ParserError",
-    "trt_profile": "IOptimizationProfile",
-    "timing_cache": "ITimingCache",
-}
-
-
-def api_names() -> dict[str, tuple[str, ...]]:
-    """Every TensorRT name helpers may use (runtime, builder, TensorRT-RTX and optional), per class."""
-    merged: dict[str, tuple[str, ...]] = {}
-    for table in (RUNTIME_API, BUILDER_API, RTX_API, OPTIONAL_API):
-        for cls, names in table.items():
-            merged[cls] = tuple(dict.fromkeys(merged.get(cls, ()) + names))
-    return merged
-
-
 # ------------------------------------------------------------------------------------------------ features
 @dataclass(frozen=True)
 class TrtFeatures:
-    """What an installed TensorRT module offers, by detection (or stated, to show another release's choices).
+    """What an installed TensorRT module offers, by detection.
 
-    ``fp16_builder_flag`` says whether the release still has the weakly typed ``BuilderFlag.FP16`` (10.x):
-    shown to the reader, never used. ``strongly_typed_flag``: whether networks are created with
-    ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (and trtexec / Polygraphy get their strongly typed flag).
+    ``strongly_typed_flag``: whether networks are created with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
+    (10.x needs it; 11.x and TensorRT-RTX accept it). ``has_builder``: whether the module can build engines (a
+    lean or dispatch runtime only deserializes them).
     """
 
     version: str
-    fp16_builder_flag: bool = False
     has_builder: bool = True
     flavour: str = "tensorrt"
     strongly_typed_flag: bool = True
@@ -249,7 +156,6 @@ def features_of(trt: Any) -> TrtFeatures:
     """Detect what the given TensorRT module (full, lean runtime or TensorRT-RTX) offers."""
     return TrtFeatures(
         version=str(getattr(trt, "__version__", "unknown")),
-        fp16_builder_flag=hasattr(trt, "BuilderFlag") and hasattr(trt.BuilderFlag, "FP16"),
         has_builder=hasattr(trt, "Builder") and hasattr(trt, "OnnxParser"),
         flavour=flavour_of(trt),
         strongly_typed_flag=(hasattr(trt, "NetworkDefinitionCreationFlag")
@@ -274,44 +180,8 @@ def network_flags(trt: Any) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ precision
+#: An engine's precision is its ONNX graph's: FP32 from 02's ``model.onnx``, FP16 from 02's ``model.fp16.onnx``.
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
-#: The key in :data:`helpers.export.ONNX_FILES` of the graph each precision builds (02 writes both).
-PRECISION_ONNX: dict[str, str] = {"fp32": "plain", "fp16": "fp16"}
-
-
-@dataclass(frozen=True)
-class PrecisionSpec:
-    """How one precision is obtained: which of 02's graphs, and the strongly typed flag of NVIDIA's tools."""
-
-    precision: str
-    onnx_variant: str  # "fp32": 02's model.onnx; "fp16": 02's model.fp16.onnx
-    trtexec_args: tuple[str, ...]
-    polygraphy_args: tuple[str, ...]
-    explanation: str
-
-    @property
-    def onnx_key(self) -> str:
-        """The graph's key in :data:`helpers.export.ONNX_FILES`."""
-        return PRECISION_ONNX[self.onnx_variant]
-
-
-def precision_spec(features: TrtFeatures, precision: str) -> PrecisionSpec:
-    """Which ONNX graph and which tool flags give ``precision`` with the TensorRT described by ``features``.
-
-    One path on every release: the network is strongly typed, so the graph's own types decide the precision.
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
-    trtexec_args = ("--stronglyTyped",) if features.strongly_typed_flag else ()
-    polygraphy_args = ("--strongly-typed",) if features.strongly_typed_flag else ()
-    if precision == "fp32":
-        return PrecisionSpec("fp32", "fp32", trtexec_args, polygraphy_args,
-                             "02's FP32 graph, strongly typed: every layer runs in FP32 (TF32 math where allowed).")
-    return PrecisionSpec(
-        "fp16", "fp16", trtexec_args, polygraphy_args,
-        f"02's FP16 graph, strongly typed on {features.label}: each tensor keeps the type the graph gives it, so "
-        "02's FP16 safeguards hold (mask fill -1e4, LayerNorm and Softmax in FP32). The weakly typed "
-        "BuilderFlag.FP16 (deprecated in 10.12, removed in 11.x) is not used on any release.")
 
 
 # -------------------------------------------------------------------------------------------------- dtypes

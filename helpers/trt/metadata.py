@@ -12,8 +12,8 @@ is re-exported. So every engine ``X.engine`` is written together with ``X.engine
 
 and :func:`check_engine` compares it with the running flavour, release, GPU and the ONNX file before the
 engine is deserialized: a mismatch stops with :class:`~helpers.errors.EngineMismatchError` listing every
-difference, or, when asked, triggers a rebuild (:func:`engine_up_to_date`). Sidecars written before the
-flavour was recorded (format 1) are refused with the advice to rebuild.
+difference (:func:`helpers.trt.builder.ensure_engine` rebuilds instead, when asked). Sidecars written before
+the flavour was recorded (format 1) are refused with the advice to rebuild.
 
 The timing cache (full TensorRT only: TensorRT-RTX does not use one) is keyed the same way: its file name
 carries the TensorRT version and compute capability (:func:`timing_cache_path`), so a cache from another
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ..errors import BackendError, EngineMismatchError, MissingArtifactError
 from ..io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
@@ -42,7 +42,7 @@ NO_GPU = "none (built ahead of time without a GPU)"
 
 
 @dataclass(frozen=True)
-class RunningEnvironment:
+class EngineTarget:
     """What an engine must match where it is loaded (or, for a build, what it is built for).
 
     ``compute_capability`` is the GPU's (``"9.0"``); for a build with TensorRT-RTX it is the engine's
@@ -58,27 +58,27 @@ class RunningEnvironment:
         compat.check_flavour(self.flavour)
 
 
-def running_environment(trt: Any, device: int = 0) -> RunningEnvironment:
+def running_target(trt: Any, device: int = 0) -> EngineTarget:
     """The flavour and release of module ``trt`` and the name/compute capability of CUDA device ``device``."""
     features = compat.features_of(trt)
     gpu = gpu_identity(device)
-    return RunningEnvironment(features.version, gpu.name, gpu.compute_capability, features.flavour)
+    return EngineTarget(features.version, gpu.name, gpu.compute_capability, features.flavour)
 
 
-def build_environment(trt: Any, device: int = 0) -> RunningEnvironment:
+def build_target(trt: Any, device: int = 0) -> EngineTarget:
     """What an engine built with module ``trt`` is built for.
 
-    Full TensorRT times kernels on GPU ``device``: the engine is for that GPU (:func:`running_environment`).
+    Full TensorRT times kernels on GPU ``device``: the engine is for that GPU (:func:`running_target`).
     TensorRT-RTX compiles ahead of time for its portable targets, with or without a GPU here.
     """
     features = compat.features_of(trt)
     if features.flavour == "tensorrt":
-        return running_environment(trt, device)
+        return running_target(trt, device)
     try:
         gpu_name = gpu_identity(device).name
     except BackendError:
         gpu_name = NO_GPU
-    return RunningEnvironment(features.version, gpu_name, compat.RTX_PORTABLE_TARGETS, features.flavour)
+    return EngineTarget(features.version, gpu_name, compat.RTX_PORTABLE_TARGETS, features.flavour)
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,27 @@ class EngineMetadata:
     builder: str = "python-api"
     build_seconds: float = 0.0
     created: str = ""
+    timing_cache: str = ""  # what happened to the timing cache during the build (full TensorRT only)
     format: int = FORMAT
 
     def profile_set(self) -> ProfileSet:
         return ProfileSet.from_dicts(self.profiles, reason="as recorded in the engine's metadata")
+
+    @property
+    def built_for(self) -> EngineTarget:
+        """The flavour, release and GPU (or TensorRT-RTX targets) this engine was built for."""
+        return EngineTarget(self.tensorrt_version, self.gpu_name, self.compute_capability, self.flavour)
+
+    def mismatches(self, onnx_path: str | os.PathLike[str] | None = None, **elsewhere: str) -> list[str]:
+        """Every reason :func:`check_engine` would refuse this engine if it were loaded where ``elsewhere``
+        differs from what it was built for (keys: ``tensorrt_version``, ``gpu_name``, ``compute_capability``,
+        ``flavour``), next to ``onnx_path``. No keywords: where it was built for (an empty list, unless the ONNX
+        changed)."""
+        unknown = sorted(set(elsewhere) - set(EngineTarget.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"EngineMetadata.mismatches: unknown keywords {unknown}; use "
+                            f"{sorted(EngineTarget.__dataclass_fields__)}.")
+        return mismatches(self, replace(self.built_for, **elsewhere), onnx_path)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -150,15 +167,18 @@ def read_metadata(engine_path: str | os.PathLike[str]) -> EngineMetadata:
     if not side.is_file():
         raise EngineMismatchError(
             f"engine {path.name} has no metadata sidecar {side.name}, so nothing says which TensorRT, GPU and "
-            "ONNX it belongs to; rebuild it with 04_build_engine (or pass rebuild=True).")
+            "ONNX it belongs to; rebuild it with 04_build_engine.")
     try:
         return EngineMetadata.from_dict(read_json(side))
     except (ValueError, TypeError) as exc:
         raise EngineMismatchError(f"engine metadata {side} is unreadable ({exc}); rebuild the engine with 04_build_engine.") from None
 
 
-def mismatches(meta: EngineMetadata, running: RunningEnvironment, onnx_path: str | os.PathLike[str] | None) -> list[str]:
-    """Every reason the engine described by ``meta`` must not be used here (empty list: it fits)."""
+def mismatches(meta: EngineMetadata, running: EngineTarget, onnx_path: str | os.PathLike[str] | None,
+               onnx_sha256: str | None = None) -> list[str]:
+    """Every reason the engine described by ``meta`` must not be used on ``running`` (empty list: it fits).
+
+    ``onnx_sha256`` is ``onnx_path``'s digest when the caller has it already (it is computed otherwise)."""
     problems = []
     if meta.format != FORMAT:
         problems.append(f"metadata format {meta.format}, this code reads format {FORMAT}")
@@ -184,7 +204,7 @@ def mismatches(meta: EngineMetadata, running: RunningEnvironment, onnx_path: str
         if not onnx_path.is_file():
             problems.append(f"its source ONNX {onnx_path} is gone (re-run 02_onnx_export)")
         else:
-            digest = sha256_file(onnx_path)
+            digest = onnx_sha256 or sha256_file(onnx_path)
             if digest != meta.onnx_sha256:
                 problems.append(f"its source ONNX {onnx_path.name} changed since the build "
                                 f"(sha256 {meta.onnx_sha256[:12]}... then, {digest[:12]}... now)")
@@ -195,35 +215,23 @@ def _label(flavour: str) -> str:
     return "TensorRT-RTX" if flavour == "tensorrt-rtx" else "TensorRT"
 
 
-def check_engine(engine_path: str | os.PathLike[str], running: RunningEnvironment,
-                 onnx_path: str | os.PathLike[str] | None = None) -> EngineMetadata:
-    """Return the engine's metadata if it fits ``running`` (and ``onnx_path``); else stop, listing why."""
+def check_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str] | None = None, *,
+                 trt: Any = None, gpu: int = 0, target: EngineTarget | None = None) -> EngineMetadata:
+    """Return the engine's metadata if it fits where it is about to run (and was built from ``onnx_path``); else
+    stop with :class:`EngineMismatchError` listing every reason.
+
+    "Where it runs" is the TensorRT module ``trt`` (default: :func:`~helpers.trt.compat.import_tensorrt`) on CUDA
+    device ``gpu``, or ``target`` when given.
+    """
+    if target is None:
+        target = running_target(trt if trt is not None else compat.import_tensorrt(), gpu)
     meta = read_metadata(engine_path)
-    problems = mismatches(meta, running, onnx_path)
+    problems = mismatches(meta, target, onnx_path)
     if problems:
         raise EngineMismatchError(
             f"TensorRT engine {Path(engine_path).name} does not fit here: " + "; ".join(problems) +
-            ". Rebuild it with 04_build_engine (or load it with rebuild=True).")
+            ". Rebuild it with 04_build_engine.")
     return meta
-
-
-def engine_up_to_date(engine_path: str | os.PathLike[str], running: RunningEnvironment,
-                      onnx_path: str | os.PathLike[str], build: Callable[[], Any], *, rebuild: bool = False) -> bool:
-    """Make sure a fitting engine is at ``engine_path``; return True if it had to be (re)built.
-
-    A missing, stale or foreign engine is rebuilt with ``build()`` when ``rebuild`` is true; otherwise the
-    reason is raised (:class:`MissingArtifactError` or :class:`EngineMismatchError`).
-    """
-    try:
-        check_engine(engine_path, running, onnx_path)
-        return False
-    except (MissingArtifactError, EngineMismatchError) as exc:
-        if not rebuild:
-            raise
-        print(f"rebuilding: {exc}")
-    build()
-    check_engine(engine_path, running, onnx_path)
-    return True
 
 
 @dataclass(frozen=True)
@@ -233,11 +241,6 @@ class EngineValidity:
     validity: str  # VALID, SUBOPTIMAL or INVALID
     diagnostics: tuple[str, ...]  # EngineInvalidityDiagnostics flags set, e.g. ("UNSUPPORTED_CC",)
     messages: tuple[str, ...]  # what TensorRT logged meanwhile (warnings and errors)
-
-    @property
-    def well_formed(self) -> bool:
-        """The header is a TensorRT-RTX engine header of this release (no MALFORMED_ENGINE, no VERSION_MISMATCH)."""
-        return not {"MALFORMED_ENGINE", "VERSION_MISMATCH"} & set(self.diagnostics)
 
 
 def engine_validity(engine_path: str | os.PathLike[str], trt: Any) -> EngineValidity:

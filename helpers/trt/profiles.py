@@ -24,13 +24,16 @@ the maxima is covered and each shape runs on the profile tuned nearest to it.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..config import INPUT_NAMES
-from ..errors import ConfigError, InputError
+from ..errors import BackendError, ConfigError, InputError, MissingArtifactError
+from ..io import atomic_write_json, read_json
 
 
 def round_up(value: float, multiple: int) -> int:
@@ -140,6 +143,25 @@ class ProfileSet:
     @classmethod
     def from_dicts(cls, records: Iterable[Mapping[str, Any]], reason: str = "") -> "ProfileSet":
         return cls(tuple(ShapeProfile.from_dict(r) for r in records), reason)
+
+    @classmethod
+    def single(cls, min_shape: tuple[int, int], opt_shape: tuple[int, int], max_shape: tuple[int, int],
+               reason: str = "") -> "ProfileSet":
+        """One profile from its ``(batch, seq_len)`` min, opt and max shapes, as TensorRT's ``set_shape`` takes them."""
+        (b0, l0), (b1, l1), (b2, l2) = min_shape, opt_shape, max_shape
+        return cls((ShapeProfile(b0, b1, b2, l0, l1, l2),), reason)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the profiles and the reason for them as JSON (atomically)."""
+        return atomic_write_json(path, {"profiles": self.to_dicts(), "reason": self.reason})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ProfileSet":
+        """Read what :meth:`save` wrote; :class:`MissingArtifactError` naming 04 when it is absent."""
+        if not Path(path).is_file():
+            raise MissingArtifactError(f"no optimization profiles at {path}; run notebook 04_build_engine first.")
+        record = read_json(path)
+        return cls.from_dicts(record["profiles"], record.get("reason", ""))
 
     def table(self) -> list[dict[str, Any]]:
         """Rows for a notebook table."""
@@ -259,14 +281,38 @@ def choose_profiles(
     return ProfileSet(tuple(profiles), f"{len_why}; {batch_why}.")
 
 
-def original_article_profile() -> ShapeProfile:
-    """The profile of the original article's trtexec command: min 1x1, opt 20x512, max 20x512."""
-    return ShapeProfile(1, 20, 20, 1, 512, 512)
+def profiles_from_engine(engine: Any, input_names: Sequence[str] = INPUT_NAMES) -> ProfileSet:
+    """A deserialized engine's optimization profiles, read with ``engine.get_tensor_profile_shape(name, i)``
+    from the first input and checked equal for every input (this project's inputs share one shape)."""
+    profiles = []
+    for index in range(engine.num_optimization_profiles):
+        per_input = {}
+        for name in input_names:
+            low, opt, high = (tuple(int(d) for d in dims) for dims in engine.get_tensor_profile_shape(name, index))
+            per_input[name] = (low, opt, high)
+        first = per_input[input_names[0]]
+        if any(v != first for v in per_input.values()):
+            raise BackendError(f"engine profile {index} gives the inputs different shapes {per_input}; this project's "
+                               "inputs always share one [batch, seq_len] shape. Rebuild with 04_build_engine.")
+        (b0, l0), (b1, l1), (b2, l2) = first
+        profiles.append(ShapeProfile(b0, b1, b2, l0, l1, l2))
+    return ProfileSet(tuple(profiles), reason="read from the engine")
 
 
-def tuning_mismatch(profile: ShapeProfile, batch: int, seq_len: int) -> dict[str, Any]:
-    """How far a request is from the shape the profile's kernels were timed at (tokens per call)."""
-    opt_tokens, run_tokens = profile.opt_batch * profile.opt_len, batch * seq_len
-    return {"profile": profile.label(), "request": f"{batch}x{seq_len}", "opt_tokens": opt_tokens,
-            "request_tokens": run_tokens, "ratio": round(opt_tokens / run_tokens, 1),
-            "covered": profile.covers(batch, seq_len)}
+def draw_profiles(ax: Any, stats: Mapping[str, Any], profile_set: ProfileSet) -> None:
+    """Draw where the profiles sit on the length distribution into the matplotlib axes ``ax``: the share of
+    texts up to each length (01's percentiles marked), each profile's length range shaded, its opt length dashed."""
+    q = np.linspace(0, 0.995, 400)
+    ax.plot([length_quantile(stats, x) for x in q], q, color="#4c72b0", label="training texts (cumulative share)")
+    points = sorted((float(k) / 100, float(v)) for k, v in (stats.get("percentiles") or {}).items())
+    ax.scatter([v for _, v in points], [k for k, _ in points], color="#4c72b0", zorder=3)
+    for i, p in enumerate(profile_set.profiles):
+        ax.axvspan(p.min_len, p.max_len, alpha=0.06 + 0.05 * i, color="C1")
+        ax.axvline(p.opt_len, color="C3", linestyle="--", linewidth=1)
+        ax.text(p.opt_len, 0.05 + 0.1 * i, f" profile {i}: opt {p.opt_batch}x{p.opt_len}", fontsize=8)
+    ax.axvline(stats["max_len"], color="k", linewidth=1, label=f"max_len {stats['max_len']} (longer texts are cut)")
+    ax.set_xlim(0, max(stats["max_len"] * 1.2, max((v for _, v in points), default=0)))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("tokens per text ([CLS] and [SEP] included)")
+    ax.set_ylabel("share of texts")
+    ax.legend(loc="lower right", fontsize=8)

@@ -1,18 +1,16 @@
 """A tiny ONNX model with the classifier's I/O contract, for proving a TensorRT install end to end.
 
 ``logits[b] = [sum(input_ids[b]), sum(segment_ids[b])]`` as float32: two int32 ``[batch, seq_len]``
-inputs, one float32 ``[batch, 2]`` output, the same names as the real model. It builds in seconds, and
-its exact answer is known (:func:`smoke_reference`), so 03_trt_setup can build it with
-:func:`~helpers.trt.builder.engine_from_onnx`, run it with :class:`~helpers.trt.runtime.EngineRunner` and
-compare bit for bit. Without TensorRT the same file runs in ONNX Runtime to show what is expected.
+inputs, one float32 ``[batch, 2]`` output, the same names as the real model. It builds in seconds and its
+exact answer is known, so 03_trt_setup builds it with :func:`~helpers.trt.builder.ensure_engine`, runs it
+with :class:`~helpers.backends.tensorrt.TensorRTBackend` and compares bit for bit (sums of small integers are
+exact in float32). Without TensorRT the same file runs in ONNX Runtime to show what is expected.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import numpy as np
 
 from ..config import INPUT_NAMES, OUTPUT_NAME
 from ..io import atomic_write
@@ -43,17 +41,3 @@ def smoke_onnx(path: str | os.PathLike[str]) -> Path:
     model.ir_version = min(model.ir_version, 10)
     onnx.checker.check_model(model)
     return atomic_write(path, lambda tmp: onnx.save_model(model, str(tmp)))
-
-
-def smoke_feed(batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random int32 inputs small enough that float32 sums are exact."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, 1000, size=(batch, seq_len), dtype=np.int32)
-    seg = rng.integers(0, 2, size=(batch, seq_len), dtype=np.int32)
-    return {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: seg}
-
-
-def smoke_reference(feed: dict[str, np.ndarray]) -> np.ndarray:
-    """The exact logits the tiny model must return."""
-    ids, seg = (feed[n].astype(np.int64) for n in INPUT_NAMES)
-    return np.stack([ids.sum(axis=1), seg.sum(axis=1)], axis=1).astype(np.float32)
