@@ -21,10 +21,11 @@ export PATH="$work/pk/site/bin:$PATH"
 export SERIES_SERVE_TRITON_HOME="$work/pk/triton"
 setsid nohup bash "$repo/environment/gpu/run_series_gpu.sh" --skip-notebooks --nbval --checks \
   --out "$work/checks" --work "$work/checks-work" >"$work/checks.out" 2>&1 < /dev/null &
-# The series: pretraining and 02's speed study shortened; 06 times the GPU backends on the whole corpus and
+# The series: pretraining shortened, 02's speed study on the small architecture (its recipes only choose the CPU files); 06 times the GPU backends on the whole corpus and
 # leaves torch.compile out (minutes of compiling per shape); 07's perf_analyzer windows of 1 s.
-export SERIES_PRETRAIN_STEPS=${SERIES_PRETRAIN_STEPS:-600}
+export SERIES_PRETRAIN_STEPS=${SERIES_PRETRAIN_STEPS:-300}
 export SERIES_SPEED_ROUNDS=${SERIES_SPEED_ROUNDS:-2} SERIES_SPEED_WARMUP=${SERIES_SPEED_WARMUP:-1}
+export SERIES_SPEED_MODEL_SIZE=${SERIES_SPEED_MODEL_SIZE:-small}
 export SERIES_BENCH_BATCHES=${SERIES_BENCH_BATCHES:-1,32} SERIES_BENCH_SEQS=${SERIES_BENCH_SEQS:-32,128,512}
 export SERIES_BENCH_COMPILE_SHAPES=${SERIES_BENCH_COMPILE_SHAPES-} SERIES_BENCH_TEXTS=${SERIES_BENCH_TEXTS:-corpus}
 export SERIES_BENCH_TEXT_ROUNDS=${SERIES_BENCH_TEXT_ROUNDS:-2}
