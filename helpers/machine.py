@@ -32,7 +32,7 @@ from .errors import BackendError, ConfigError
 VERSIONED_PACKAGES: tuple[str, ...] = (
     "numpy", "torch", "bert4torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-cu12",
     "tensorrt-cu13", "tensorrt_lean_cu13_bindings", "tensorrt_rtx_cu13_bindings", "tensorrt_rtx_cu12_bindings",
-    "cuda-python", "cuda-bindings", "pycuda", "transformers",
+    "cuda-python", "cuda-bindings", "pycuda", "transformers", "tokenizers",
 )
 #: What :func:`nvidia_smi_gpus` asks nvidia-smi for (the order :func:`parse_gpu_query` reads).
 GPU_QUERY = "index,name,compute_cap,memory.total,uuid"
