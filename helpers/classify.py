@@ -241,8 +241,9 @@ def load_classifier(artifacts: str | Path, *, backend: str | None = None, device
     """The Classifier of an artifacts folder: the checkpoint's checked vocabulary and labels, and ``backend``
     (a registry name; default: the best one of ``device``, which defaults to ``gpu`` when a GPU is visible)."""
     from .backends import Classifier
-    from .backends.registry import best_backend, model_files, open_backend
+    from .backends.registry import BACKENDS, best_backend, model_files, open_backend
     from .machine import visible_gpus
+    from .model import load_checkpoint
     from .tokenizer import checkpoint_tokenizer
 
     paths = ArtifactPaths.at(artifacts)
@@ -254,7 +255,9 @@ def load_classifier(artifacts: str | Path, *, backend: str | None = None, device
         backend = choice.name
         if log is not None:
             log(f"backend {choice.describe()}")
-    opened = open_backend(backend, files, threads=threads)
+    spec = BACKENDS.get(backend)
+    model = load_checkpoint(paths.checkpoint).model if spec is not None and spec.needs_model else None
+    opened = open_backend(backend, files, threads=threads, model=model)
     model_labels = list(getattr(opened, "labels", []) or [])
     if model_labels and model_labels != labels:
         opened.close()

@@ -89,7 +89,7 @@ class ModelSize:
     #: learning rate when the classifier trains from scratch (``pretrain_steps=0``)
     scratch_lr: float = 5e-4
     dropout: float = 0.1
-    #: test accuracy a run of this model size must reach (01's assert cell); measured, see README
+    #: test accuracy a run of this model size must reach (01's assert cell); measured, see docs/results.md
     accuracy_floor: float = 0.70
     pretrain: PretrainConfig = PretrainConfig()
 

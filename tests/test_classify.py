@@ -328,3 +328,14 @@ def test_texts_of_one_chunk_per_call(tmp_path, tokenizer):
     classify_file(Sizes(tokenizer, Rows(), LABELS, chunk=100), tmp_path / "in.txt", tmp_path / "out.jsonl",
                   progress=False)
     assert seen == [400] * 6 + [100]
+
+
+def test_the_pytorch_backend_runs_the_checkpoint_model(artifacts, tmp_path):
+    """A PyTorch backend name takes the checkpoint's model; it answers as the exported graph does."""
+    src = write_lines(tmp_path / "in.txt", TEXTS)
+    assert main(["--artifacts", str(artifacts), "--backend", "pytorch", str(src), str(tmp_path / "out.csv"),
+                 "--no-progress"]) == 0
+    rows = read_output(tmp_path / "out.csv")
+    labels, probs = expected(load_classifier(artifacts, backend="onnxruntime"), TEXTS)
+    assert [r["label"] for r in rows] == labels
+    np.testing.assert_allclose([[float(r[f"p_{x}"]) for x in LABELS] for r in rows], probs, atol=1e-4)

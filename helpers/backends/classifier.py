@@ -91,9 +91,9 @@ class BatchSettings:
 
 #: The batching each kind of device gets unless the caller says otherwise. CPU: the backend's cost grows
 #: with the positions it computes, so batches of 32 padded to their longest row, tokenized at once. GPU:
-#: 32,768 positions per call (e.g. 512 texts of 64 tokens; BERT-base fp16 on an H200 reached ~30,000
-#: sentences/s with length-sorted batches of 512, ~5,000/s with batches of 32), widths rounded to 16, chunks
-#: of up to 4,096 texts prepared by a worker thread.
+#: 32,768 positions per call (e.g. 512 texts of 64 tokens: on a GPU fewer, fuller calls matter more than
+#: padding), widths rounded to 16, chunks of up to 4,096 texts prepared by a worker thread (BERT-base fp16 on an
+#: H200: the whole corpus at 19,790 sentences/s end to end, 90 % of the same batches alone; docs/results.md).
 DEVICE_BATCH_SETTINGS: dict[str, BatchSettings] = {
     "cpu": BatchSettings(),
     "cuda": BatchSettings(batch_size=1024, max_tokens=32768, pad_multiple=16, chunk=4096, prefetch=True),

@@ -52,7 +52,7 @@ class ServingSpec:
     ``files`` maps model-file keys of :func:`~helpers.backends.registry.model_files` to file names in the folder;
     ``vocab_sha256`` is the vocabulary's hash as the checkpoint recorded it. ``batch_size`` and ``pad_multiple``
     None leave the Classifier's defaults for the backend's device
-    (:data:`~helpers.backends.classifier.DEVICE_BATCHING`: on a GPU a token budget per call, widths rounded to 16)."""
+    (:data:`~helpers.backends.classifier.DEVICE_BATCH_SETTINGS`: on a GPU a token budget per call, widths rounded to 16)."""
 
     labels: tuple[str, ...]
     max_len: int

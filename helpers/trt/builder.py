@@ -2,8 +2,8 @@
 
 04_build_engine writes the build out in its own cells: a strongly typed network, ``OnnxParser``, one
 optimization profile per range, the workspace limit, ``build_serialized_network``, the engine written
-atomically. :func:`ensure_engine` is that same build for everyone else (05, 06, the served model, the GPU
-scripts), with what a tutorial should not re-type:
+atomically. :func:`ensure_engine` is that same build for everyone else (03's smoke test, 04's
+engine, the GPU scripts), with what a tutorial should not re-type:
 
 * it builds only when needed: an engine on disk is kept when its metadata sidecar (:mod:`helpers.trt.metadata`)
   says it fits (same flavour and release, the GPU or TensorRT-RTX targets it is built for, the same ONNX bytes,
