@@ -24,7 +24,6 @@ NOTEBOOK_TEST_SETTINGS = {
     "SERIES_SPEED_ROUNDS": "3",
     "SERIES_SPEED_WARMUP": "1",
     # 06_benchmark: a reduced sweep so the notebook runs in about a minute on two CPU cores
-    "SERIES_BENCH_ARCH": "tiny",
     "SERIES_BENCH_ITERS": "5",
     "SERIES_BENCH_WARMUP": "1",
     "SERIES_BENCH_ROUNDS": "2",
