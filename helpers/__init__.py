@@ -7,8 +7,8 @@ loads neither PyTorch nor TensorRT.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import lazy_attributes
+
 
 #: name -> module (relative to this package) that defines it
 _FRONT_DOOR = {
@@ -41,8 +41,4 @@ _FRONT_DOOR = {
 __all__ = sorted(_FRONT_DOOR)
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its module on first use."""
-    if name in _FRONT_DOOR:
-        return getattr(importlib.import_module(_FRONT_DOOR[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _FRONT_DOOR)

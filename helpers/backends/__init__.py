@@ -9,9 +9,7 @@ never imports TensorRT or CUDA bindings on a machine that lacks them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ..lazy import lazy_attributes
 from .base import Backend
 from .classifier import Classifier, Prediction, softmax
 from .onnxruntime import OrtBackend, OrtConfig
@@ -23,10 +21,4 @@ __all__ = ["BACKENDS", "Backend", "BackendChoice", "Classifier", "OrtBackend", "
            "best_backend", "model_files", "open_backend", "softmax"]
 
 _LAZY = {"TensorRTBackend": ".tensorrt"}
-
-
-def __getattr__(name: str) -> Any:
-    """Import ``TensorRTBackend`` from :mod:`helpers.backends.tensorrt` only when it is asked for."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

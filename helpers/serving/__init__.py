@@ -19,8 +19,8 @@ writes a repository, starts and stops a server, and measures, without a notebook
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_attributes
+
 
 #: name -> module (relative to this package) that defines it
 _NAMES = {
@@ -39,8 +39,4 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its module on first use."""
-    if name in _NAMES:
-        return getattr(importlib.import_module(_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _NAMES)

@@ -22,8 +22,8 @@ Modules, one concern each: ``compat`` (flavours and release differences, by feat
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_attributes
+
 
 #: name -> module (relative to this package) that defines it
 _FRONT_DOOR = {
@@ -44,8 +44,4 @@ _FRONT_DOOR = {
 __all__ = sorted(_FRONT_DOOR)
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its module on first use."""
-    if name in _FRONT_DOOR:
-        return getattr(importlib.import_module(_FRONT_DOOR[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _FRONT_DOOR)
