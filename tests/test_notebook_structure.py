@@ -97,3 +97,9 @@ def test_no_placeholder_or_dangling_path(path):
     assert not PLACEHOLDER.findall(text), f"{path.name}: placeholders {PLACEHOLDER.findall(text)}"
     dangling = sorted({p for p in REPO_PATH.findall(text) if "<" not in p and "*" not in p and not (ROOT / p).exists()})
     assert not dangling, f"{path.name} names paths that do not exist: {dangling}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "results").rglob("*.ipynb")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_placeholder_in_an_executed_copy(path):
+    text = prose_of(path)
+    assert not PLACEHOLDER.findall(text), f"{path.relative_to(ROOT)}: placeholders {PLACEHOLDER.findall(text)}"
