@@ -45,11 +45,10 @@ from .errors import CheckpointError, ConfigError
 from .io import atomic_dir, atomic_write_json, read_json, sha256_file
 from .model import (BERT4TORCH_FIXED, SentimentClassifier, bert_config, bert_state_from_transformers, read_pretrained_dir,
                     versions)
-from .tokenizer import SentenceTokenizer, build_vocab, load_vocab, save_vocab
+from .tokenizer import VOCAB_FILE, SentenceTokenizer, build_vocab, load_vocab, save_vocab
 from .train import adamw, default_device, seed_everything
 
 ENCODER_FILE = "encoder.pt"
-VOCAB_FILE = "vocab.txt"
 META_FILE = "pretrain.json"
 #: Version of pretrain.json's layout.
 PRETRAIN_FORMAT = 1
